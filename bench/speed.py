@@ -1,0 +1,70 @@
+"""Megapixels per second of the student and the teacher, CPU and (where present) CUDA.
+
+    python bench/speed.py [--student models/student-default.pt] [--teacher models/teacher.pt] [--size 1024]
+
+Both run in this process on the same image through ``shared.inference`` (tiled, channels_last; fp16
+autocast on CUDA), so the student/teacher ratio is robust to a noisy machine. Untrained networks of the
+same architecture are used when a file is missing (speed does not depend on the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared import nets  # noqa: E402
+from shared.inference import DEFAULT_MODEL, LoadedModel, load_model, sharpen_tensor  # noqa: E402
+from trainer.config import DEFAULT_STUDENT  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def get_model(path: Path, arch: str, device: torch.device) -> LoadedModel:
+    if path.is_file():
+        return load_model(path, device)
+    net = nets.build(arch).to(device).eval().to(memory_format=torch.channels_last)
+    return LoadedModel(net=net, arch=arch, meta={}, sha256="untrained", path=path, device=device)
+
+
+def megapixels_per_second(model: LoadedModel, x: torch.Tensor, seconds: float) -> float:
+    sharpen_tensor(model, x)  # warm-up (allocations, kernel choice)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    runs, t0 = 0, time.perf_counter()
+    while runs < 2 or time.perf_counter() - t0 < seconds:
+        sharpen_tensor(model, x)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        runs += 1
+    return runs * x.shape[-1] * x.shape[-2] / 1e6 / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--student", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--teacher", type=Path, default=ROOT / "models" / "teacher.pt")
+    ap.add_argument("--size", type=int, default=1024, help="square test image side, pixels")
+    ap.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
+    args = ap.parse_args()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"image {args.size}x{args.size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{'device':<8} {'model':<22} {'MP/s':>8} {'s/MP':>8}")
+    for dev in devices:
+        x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(dev)
+        student = get_model(args.student, DEFAULT_STUDENT, dev)
+        teacher = get_model(args.teacher, "teacher", dev)
+        s = megapixels_per_second(student, x, args.seconds)
+        t = megapixels_per_second(teacher, x, args.seconds)
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+        print(f"{dev.type:<8} {student.arch:<22} {s:8.2f} {1 / s:8.3f}")
+        print(f"{dev.type:<8} {teacher.arch:<22} {t:8.2f} {1 / t:8.3f}")
+        print(f"{dev.type:<8} student/teacher speed ratio {s / t:.1f}x  ({name})")
+
+
+if __name__ == "__main__":
+    main()

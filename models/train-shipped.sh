@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Reproduce the shipped models: the teacher first, then the students in parallel (distilled and not).
+#   sharpen train fetch-photos --out data/photos      # the photo set and its fixed train/valid split
+#   DATA=data/photos OUT=runs/shipped models/train-shipped.sh
+# The shipped files were made on one NVIDIA H100 with TEACHER_MIN=2.5 STUDENT_MIN=4.5 (see models/README.md).
+set -u
+DATA=${DATA:-data/photos}
+OUT=${OUT:-runs/shipped}
+TEACHER_MIN=${TEACHER_MIN:-2.5}
+STUDENT_MIN=${STUDENT_MIN:-4.5}
+TRAIN=${TRAIN:-sharpen train}
+TEACHER_WORKERS=${TEACHER_WORKERS:-12}
+STUDENT_WORKERS=${STUDENT_WORKERS:-2}
+EXTRA=${EXTRA:-}          # extra options for every run, e.g. for a quick smoke run
+mkdir -p "$OUT"
+
+$TRAIN teacher --data "$DATA" --out "$OUT/teacher" --crop 256 --batch-size 16 --patches-per-image 64 \
+  --time-budget-min "$TEACHER_MIN" --checkpoint-every 5 --workers "$TEACHER_WORKERS" $EXTRA \
+  > "$OUT/teacher.log" 2>&1 || { echo "teacher failed"; tail -20 "$OUT/teacher.log"; exit 1; }
+echo "teacher: $(tail -1 "$OUT/teacher.log")"
+
+student() {  # name, options...
+  local name=$1; shift
+  $TRAIN student --data "$DATA" --out "$OUT/$name" --crop 192 --batch-size 32 --patches-per-image 128 \
+    --time-budget-min "$STUDENT_MIN" --checkpoint-every 10 --workers "$STUDENT_WORKERS" $EXTRA "$@" \
+    > "$OUT/$name.log" 2>&1 || echo "$name failed: $(tail -3 "$OUT/$name.log")"
+}
+T="$OUT/teacher/model.pt"
+student s2d-distill --arch student-s2d --teacher "$T" &
+student s2d-plain --arch student-s2d --preset plain &
+student s2d-dilated-distill --arch student-s2d-dilated --teacher "$T" &
+student dilated-distill --arch student-dilated --teacher "$T" &
+student residual-distill --arch student --teacher "$T" &
+# the original configuration: seed student, MSE, ResNet18 features, Adam 1e-4, 384 crops
+$TRAIN student --data "$DATA" --out "$OUT/seed-original" --preset original --batch-size 16 \
+  --patches-per-image 32 --time-budget-min "$STUDENT_MIN" --checkpoint-every 10 --workers "$STUDENT_WORKERS" \
+  $EXTRA > "$OUT/seed-original.log" 2>&1 || echo "seed-original failed" &
+wait
+for f in "$OUT"/*.log; do echo "$(basename "$f" .log): $(tail -1 "$f")"; done

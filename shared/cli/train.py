@@ -1,0 +1,114 @@
+"""``sharpen train teacher|student``: run the distillation trainer locally (``trainer.loop.train``).
+
+Every ``TrainConfig`` field is an option (``--crop 384``, ``--w-output-kd 1``…); a preset fills defaults first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+# trainer imports torch-heavy modules; the CLI imports them only when a train command runs
+from trainer.config import DEFAULT_STUDENT, PRESETS, TrainConfig, make_config
+
+_SPECIAL = {"arch", "data", "val_data", "teacher", "preset"}
+
+
+def _config_options(fn):
+    for f in reversed(dataclasses.fields(TrainConfig)):
+        if f.name in _SPECIAL:
+            continue
+        default = f.default
+        if isinstance(default, bool):
+            opt = click.option(f"--{f.name.replace('_', '-')}/--no-{f.name.replace('_', '-')}", f.name,
+                               default=None, help=f"(default {default})")
+        elif isinstance(default, tuple) or f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            opt = click.option(f"--{f.name.replace('_', '-')}", f.name, default=None,
+                               help="comma-separated (default " + ",".join(map(str, default)) + ")")
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            opt = click.option(f"--{f.name.replace('_', '-')}", f.name, type=kind, default=None,
+                               help=f"(default {default})")
+        fn = opt(fn)
+    return fn
+
+
+def _parse_tuples(values: dict) -> dict:
+    out = dict(values)
+    for key, cast in (("feature_layers", int), ("val_sigmas", float)):
+        if out.get(key) is not None:
+            out[key] = tuple(cast(v) for v in str(out[key]).split(",") if v.strip())
+    return out
+
+
+def _common(fn):
+    fn = _config_options(fn)
+    fn = click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")(fn)
+    fn = click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                      help="Start from a preset configuration.")(fn)
+    fn = click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+                      help="Run folder (checkpoint.pt, model.pt, metrics.jsonl).")(fn)
+    fn = click.option("--val-data", "val_data", multiple=True, type=click.Path(exists=True, file_okay=False),
+                      help="Validation folder(s).")(fn)
+    fn = click.option("--data", "data", multiple=True, required=True,
+                      type=click.Path(exists=True, file_okay=False),
+                      help="Folder(s) of sharp images; DIV2K_train_HR/DIV2K_valid_HR understood.")(fn)
+    return fn
+
+
+def _run(cfg: TrainConfig, out: str, resume: bool) -> None:
+    from trainer.checkpoint import CheckpointMismatch
+    from trainer.loop import train as run_training
+    from shared.nets import WeightsUnavailable
+
+    try:
+        result = run_training(cfg, Path(out), resume=resume)
+    except (CheckpointMismatch, WeightsUnavailable, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"model written to {result.model_path}")
+    click.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.final.items()}))
+
+
+@click.group()
+def train() -> None:
+    """Train the teacher, then distil a student from it."""
+
+
+@train.command("teacher")
+@_common
+def train_teacher(data, val_data, out, preset, resume, **options):
+    """Train the ResNet18 U-Net teacher on sharp images."""
+    cfg = make_config(preset or "teacher", data=list(data), val_data=list(val_data), **_parse_tuples(options))
+    if cfg.arch != "teacher":
+        raise click.UsageError(f"preset {preset!r} trains {cfg.arch}; use `sharpen train student`")
+    _run(cfg, out, resume)
+
+
+@train.command("student")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Trained teacher model file: enables output and feature distillation.")
+@click.option("--arch", default=None, help=f"Student architecture (default {DEFAULT_STUDENT}).")
+@_common
+def train_student(teacher, arch, data, val_data, out, preset, resume, **options):
+    """Train a four-convolution student, distilled from --teacher when given."""
+    if preset is None:
+        preset = "distill" if teacher else "plain"
+    cfg = make_config(preset, arch=arch, teacher=teacher, data=list(data), val_data=list(val_data),
+                      **_parse_tuples(options))
+    if cfg.arch == "teacher":
+        raise click.UsageError("use `sharpen train teacher` to train the teacher")
+    _run(cfg, out, resume)
+
+
+@train.command("fetch-photos")
+@click.option("--out", default="data/photos", show_default=True, type=click.Path(file_okay=False))
+@click.option("--max-side", default=1024, show_default=True)
+@click.option("--no-debian", is_flag=True, help="Only the photos inside Python packages.")
+def fetch_photos(out, max_side, no_debian):
+    """Gather the free training photos (package data, Debian wallpapers) in DIV2K layout."""
+    from trainer.photos import collect_photos
+
+    split = collect_photos(Path(out), max_side=max_side, with_debian=not no_debian)
+    click.echo(f"{len(split['train'])} training and {len(split['valid'])} validation photos in {out}")

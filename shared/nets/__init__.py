@@ -1,0 +1,42 @@
+"""Networks by name. Each is a pure ``nn.Module``; training logic lives in ``trainer/``.
+
+Students are four 3x3 convolutions (58k–66k parameters); the teacher is a ResNet18 U-Net.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .student import FourConvStudent, StudentSpec
+from .teacher import ResNet18Features, ResNet18UNet, WeightsUnavailable, resolve_init
+
+STUDENTS: dict[str, StudentSpec] = {
+    # the original design, output used directly, sees 9x9 pixels
+    "student-seed": StudentSpec(residual=False),
+    # the same convolutions with a global residual
+    "student": StudentSpec(residual=True),
+    # dilations 1,2,4,1: sees 17x17 pixels at the same cost
+    "student-dilated": StudentSpec(residual=True, dilations=(1, 2, 4, 1)),
+    # pixel-unshuffle 2: 12 channels at half resolution, sees 19x19 pixels, ~3.7x fewer FLOPs per pixel
+    "student-s2d": StudentSpec(residual=True, unshuffle=2),
+    # both: half resolution and dilations 1,2,2,1, sees 27x27 pixels
+    "student-s2d-dilated": StudentSpec(residual=True, unshuffle=2, dilations=(1, 2, 2, 1)),
+}
+TEACHERS = ("teacher",)
+ARCHITECTURES = tuple(STUDENTS) + TEACHERS
+
+
+def build(arch: str, *, teacher_init: str = "random") -> nn.Module:
+    """Build a network by architecture name (see ``ARCHITECTURES``)."""
+    if arch in STUDENTS:
+        return FourConvStudent(STUDENTS[arch])
+    if arch == "teacher":
+        return ResNet18UNet(init=teacher_init)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+__all__ = ["ARCHITECTURES", "STUDENTS", "TEACHERS", "FourConvStudent", "ResNet18Features", "ResNet18UNet",
+           "StudentSpec", "WeightsUnavailable", "build", "count_parameters", "resolve_init"]

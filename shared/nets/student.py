@@ -1,0 +1,62 @@
+"""Four-convolution student networks.
+
+Every student has the same four 3x3 convolutions (widths 64, 64, 32, out) and differs only in where they
+run and how far they see. State-dict keys (``body.0.weight`` … ``body.6.bias``) are a public contract: a
+model file written by one version loads in the next.
+
+Layout: tensors are NCHW float, RGB in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What distinguishes one four-convolution student from another."""
+    residual: bool = True            # output = input + net(input); the seed design used the net output directly
+    unshuffle: int = 1               # pixel-unshuffle factor: 2 runs the convolutions at half resolution
+    dilations: tuple[int, ...] = (1, 1, 1, 1)   # per-convolution dilation (padding follows it)
+    widths: tuple[int, ...] = (64, 64, 32)      # hidden widths of the seed design
+
+
+class FourConvStudent(nn.Module):
+    """Conv(c,64)→ReLU→Conv(64,64)→ReLU→Conv(64,32)→ReLU→Conv(32,c), optionally residual / unshuffled / dilated."""
+
+    def __init__(self, spec: StudentSpec = StudentSpec()):
+        super().__init__()
+        self.spec = spec
+        chans = 3 * spec.unshuffle ** 2
+        widths = (chans, *spec.widths, chans)
+        layers: list[nn.Module] = []
+        for i, dil in enumerate(spec.dilations):
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, padding=dil, dilation=dil))
+            if i < len(spec.dilations) - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*layers)
+        if spec.residual:
+            # Start as the identity: the last layer outputs zeros, so an untrained student never hurts.
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
+
+    @property
+    def scale(self) -> int:
+        """Input height and width must be multiples of this (see ``pad_to_multiple``)."""
+        return self.spec.unshuffle
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side of an output pixel that can influence it (full resolution)."""
+        r = self.spec.unshuffle
+        return r * sum(self.spec.dilations) + (r - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.spec.unshuffle
+        y = F.pixel_unshuffle(x, r) if r > 1 else x
+        y = self.body(y)
+        y = F.pixel_shuffle(y, r) if r > 1 else y
+        return x + y if self.spec.residual else y

@@ -1,0 +1,1 @@
+"""Distillation trainer: teacher first, then the four-convolution student (see ``trainer.loop.train``)."""

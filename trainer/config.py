@@ -1,0 +1,77 @@
+"""``TrainConfig``: everything that defines a training run. Saved inside every checkpoint and model file."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+DEFAULT_STUDENT = "student-s2d"  # the best-scoring four-convolution student in bench/quality.py
+
+
+@dataclass
+class TrainConfig:
+    arch: str = DEFAULT_STUDENT          # network to train: a student name or "teacher"
+    data: list[str] = field(default_factory=list)       # folders of sharp images (DIV2K layout understood)
+    val_data: list[str] = field(default_factory=list)   # validation folders; empty = DIV2K_valid_HR or a split
+    val_fraction: float = 0.15           # share of images held out when no validation folder exists
+    crop: int = 384                      # random training crop, pixels (as in the original)
+    batch_size: int = 16
+    epochs: int = 100
+    patches_per_image: int = 4           # crops drawn from each training image per epoch
+    lr: float = 1e-3                     # Adam learning rate, cosine-annealed to lr_min
+    lr_min: float = 1e-5
+    weight_decay: float = 0.0
+    pixel_loss: str = "l1"               # "l1" or "mse", to the sharp ground truth
+    w_pixel: float = 1.0
+    w_output_kd: float = 0.0             # student output vs teacher output (needs teacher)
+    w_feature_kd: float = 0.0            # ResNet18 features of student output vs those of the teacher output
+                                         # (of the ground truth when no teacher is given)
+    feature_layers: tuple[int, ...] = (1, 2)
+    feature_init: str = "auto"           # ResNet18 feature extractor: auto | imagenet | random
+    teacher: str | None = None           # path of a trained teacher model file
+    teacher_init: str = "auto"           # teacher encoder init when training the teacher
+    sigma_min: float = 0.5               # Gaussian blur σ range drawn per crop
+    sigma_max: float = 3.0
+    noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
+    noise_max: float = 0.01
+    jpeg_prob: float = 0.0               # chance of JPEG re-compression (quality 90..100)
+    val_sigmas: tuple[float, ...] = (1.0, 2.0, 3.0)
+    val_max_side: int = 512              # validation images are centre-cropped to this to bound eval time
+    time_budget_min: float = 0.0         # >0: after epoch 1, set epochs so the run takes about this long
+    checkpoint_every: int = 10           # epochs between checkpoints (the last epoch is always saved)
+    seed: int = 0
+    workers: int = 0                     # DataLoader worker processes
+    device: str = "auto"
+    amp: bool = True                     # bf16 autocast on CUDA
+    preset: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: (tuple(v) if k in ("feature_layers", "val_sigmas") else v) for k, v in d.items() if k in names}
+        return cls(**d)
+
+
+PRESETS: dict[str, dict] = {
+    # The original project: the seed student, MSE, ResNet18-feature distillation, Adam 1e-4, 384 crops.
+    "original": dict(arch="student-seed", pixel_loss="mse", w_feature_kd=1.0, lr=1e-4, lr_min=1e-4, crop=384),
+    # Our student trained on the ground truth alone (no teacher): the "without distillation" row.
+    "plain": dict(w_output_kd=0.0, w_feature_kd=0.0),
+    # Our student distilled from a teacher (pass --teacher): output and feature distillation.
+    "distill": dict(w_output_kd=1.0, w_feature_kd=0.05),
+    "teacher": dict(arch="teacher", lr=2e-4, lr_min=1e-6, batch_size=16),
+}
+
+
+def make_config(preset: str | None = None, **overrides) -> TrainConfig:
+    """A TrainConfig from an optional preset and explicit overrides (None values are ignored)."""
+    values: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+        values["preset"] = preset
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(values)

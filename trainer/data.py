@@ -1,0 +1,114 @@
+"""Training data: folders of sharp images, random crops, degradation on the fly (``shared.degrade``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from shared.degrade import Degradation, degrade
+from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
+
+from .config import TrainConfig
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (sorted, so splits are reproducible)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def split_sources(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """Resolve (train files, validation files) from the config.
+
+    DIV2K layout: a folder holding ``DIV2K_train_HR/`` and ``DIV2K_valid_HR/`` uses them as the split.
+    Otherwise ``val_data`` folders are the validation set, or the last ``val_fraction`` of each sorted folder.
+    """
+    train: list[Path] = []
+    val: list[Path] = [p for v in cfg.val_data for p in list_images(Path(v))]
+    for folder in map(Path, cfg.data):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training folder not found: {folder}")
+        if (folder / "DIV2K_train_HR").is_dir():
+            train += list_images(folder / "DIV2K_train_HR")
+            if not cfg.val_data and (folder / "DIV2K_valid_HR").is_dir():
+                val += list_images(folder / "DIV2K_valid_HR")
+            continue
+        files = list_images(folder)
+        if cfg.val_data:
+            train += files
+        else:
+            n_val = max(1, round(len(files) * cfg.val_fraction)) if len(files) > 1 else 0
+            train += files[: len(files) - n_val]
+            val += files[len(files) - n_val:]
+    if not train:
+        raise ValueError("no training images found in " + ", ".join(cfg.data))
+    if not val:
+        raise ValueError("no validation images: give --val-data or a folder with two or more images")
+    return train, val
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """float32 HWC RGB in [0, 1] (alpha dropped, gray replicated)."""
+    rgb, _alpha = to_model_input(read_image(path))
+    return rgb
+
+
+class CropDataset(Dataset):
+    """``patches_per_image`` random crops per image per epoch, each blurred with a fresh random σ.
+
+    Images are decoded once and kept in memory as uint8/uint16 arrays. Randomness comes from a generator
+    seeded by (seed, epoch, index), so a resumed run draws exactly the crops it would have drawn.
+    """
+
+    def __init__(self, files: list[Path], cfg: TrainConfig):
+        self.images = []
+        for f in files:
+            try:
+                img = load_rgb(f)
+            except ImageError as exc:
+                raise ValueError(f"cannot train on {exc}") from exc
+            if min(img.shape[:2]) < cfg.crop:
+                scale = cfg.crop / min(img.shape[:2])
+                img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC).clip(0, 1)
+            self.images.append(img)
+        self.cfg = cfg
+        self.deg = Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), noise=(0.0, cfg.noise_max),
+                               noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images) * self.cfg.patches_per_image
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+        img = self.images[index % len(self.images)]
+        c = self.cfg.crop
+        y = int(rng.integers(0, img.shape[0] - c + 1))
+        x = int(rng.integers(0, img.shape[1] - c + 1))
+        sharp = img[y:y + c, x:x + c]
+        k = int(rng.integers(0, 8))  # one of the 8 flips/rotations
+        sharp = np.rot90(sharp, k % 4)
+        sharp = np.ascontiguousarray(sharp[:, ::-1] if k >= 4 else sharp)
+        blurred, sigma = degrade(sharp, self.deg, rng)
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
+        return to_t(blurred), to_t(sharp), torch.tensor(sigma, dtype=torch.float32)
+
+
+def centre_crop(img: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    th, tw = min(h, max_side), min(w, max_side)
+    y, x = (h - th) // 2, (w - tw) // 2
+    return img[y:y + th, x:x + tw]
+
+
+def validation_set(files: list[Path], cfg: TrainConfig) -> list[tuple[str, float, np.ndarray, np.ndarray]]:
+    """Fixed validation pairs: (name, σ, blurred, sharp) for every file and every σ in ``val_sigmas``."""
+    pairs = []
+    for f in files:
+        sharp = centre_crop(load_rgb(f), cfg.val_max_side)
+        for sigma in cfg.val_sigmas:
+            blurred, _ = degrade(sharp, Degradation.fixed(sigma), np.random.default_rng(0))
+            pairs.append((f.name, float(sigma), blurred, sharp))
+    return pairs

@@ -1,0 +1,199 @@
+"""The training loop: one function, ``train``, used by the CLI and by the Celery trainer task."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from shared import nets
+from shared.inference import LoadedModel, choose_device, load_model, save_model, sharpen_tensor
+from shared.metrics import psnr_torch, ssim_torch
+
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import CropDataset, split_sources, validation_set
+from .losses import DistillationLoss
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    epochs: int
+    history: list[dict]
+    resumed_from: int       # epoch the run resumed after (0 = fresh start)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device) -> dict:
+    """Validation SSIM/PSNR of ``net`` on fixed (name, σ, blurred, sharp) pairs; 8-bit output as when saved.
+
+    Returns overall means plus ``ssim@σ`` / ``psnr@σ`` per σ and the blurred input's scores for reference.
+    """
+    was_training = net.training
+    net.eval()
+    model = LoadedModel(net=net, arch=arch, meta={}, sha256="", path=Path(), device=device)
+    rows = []
+    for _name, sigma, blurred, sharp in pairs:
+        x = torch.from_numpy(blurred).permute(2, 0, 1)[None]
+        y = torch.from_numpy(sharp).permute(2, 0, 1)[None]
+        out = torch.round(sharpen_tensor(model, x).cpu() * 255) / 255
+        rows.append((sigma, float(ssim_torch(out, y)), float(psnr_torch(out, y)),
+                     float(ssim_torch(x, y)), float(psnr_torch(x, y))))
+    net.train(was_training)
+    arr = np.array(rows)
+    result = {"val_ssim": float(arr[:, 1].mean()), "val_psnr": float(arr[:, 2].mean()),
+              "input_ssim": float(arr[:, 3].mean()), "input_psnr": float(arr[:, 4].mean())}
+    for sigma in sorted(set(arr[:, 0])):
+        sel = arr[arr[:, 0] == sigma]
+        result[f"ssim@{sigma:g}"] = float(sel[:, 1].mean())
+        result[f"psnr@{sigma:g}"] = float(sel[:, 2].mean())
+    return result
+
+
+def _loader(ds: CropDataset, cfg: TrainConfig, epoch: int) -> DataLoader:
+    ds.epoch = epoch
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # same order on resume
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(ds) > cfg.batch_size,
+                      num_workers=cfg.workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
+          on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
+    """Train ``cfg.arch`` into ``run_dir``; returns the final model file.
+
+    ``run_dir`` gets ``checkpoint.pt`` (every ``checkpoint_every`` epochs and at the end), ``model.pt``,
+    ``metrics.jsonl`` (one line per epoch), ``split.json``. With ``resume`` a run continues from its
+    checkpoint exactly as if it had not stopped. ``on_epoch(epoch, metrics)`` is called after each epoch.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = choose_device(cfg.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed crop sizes: let cuDNN pick its kernels
+    cfg.teacher_init = nets.resolve_init(cfg.teacher_init) if cfg.arch == "teacher" else cfg.teacher_init
+    cfg.feature_init = nets.resolve_init(cfg.feature_init) if cfg.w_feature_kd > 0 else cfg.feature_init
+    torch.manual_seed(cfg.seed)
+    train_files, val_files = split_sources(cfg)
+    (run_dir / "split.json").write_text(json.dumps(
+        {"train": [str(p) for p in train_files], "val": [str(p) for p in val_files]}, indent=1))
+
+    net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
+    teacher = None
+    if cfg.teacher:
+        teacher = load_model(cfg.teacher, device).net.requires_grad_(False).eval()
+    loss_fn = DistillationLoss(cfg).to(device)
+    dataset = CropDataset(train_files, cfg)
+    val_pairs = validation_set(val_files, cfg)
+    steps_per_epoch = len(_loader(dataset, cfg, 0))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch),
+                                                       eta_min=cfg.lr_min)
+    history: list[dict] = []
+    start_epoch = step = 0
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, cfg.to_dict())
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+        if cfg.time_budget_min:
+            cfg.epochs = ckpt["config"]["epochs"]  # the budget was turned into an epoch count on the first run
+        if cfg.epochs != ckpt["config"]["epochs"]:  # a longer run: stretch the schedule from here
+            sched.T_max = max(1, cfg.epochs * steps_per_epoch)
+        print(f"resuming {run_dir} after epoch {start_epoch} (step {step})", flush=True)
+    metrics_log = run_dir / "metrics.jsonl"
+    metrics_log.write_text("".join(json.dumps(h) + "\n" for h in history))
+
+    use_amp = cfg.amp and device.type == "cuda"
+    epoch = start_epoch
+    while epoch < cfg.epochs:  # not range(): a time budget may fix cfg.epochs after the first epoch
+        net.train()
+        t0 = time.time()
+        sums: dict[str, float] = {}
+        bar = tqdm(_loader(dataset, cfg, epoch), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        for blurred, sharp, _sigma in bar:
+            blurred = blurred.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            sharp = sharp.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                teacher_out = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_out = teacher(blurred).float().clamp(0, 1)
+                pred = net(blurred)
+                loss, terms = loss_fn(pred.float(), sharp, teacher_out)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            for k, v in terms.items():  # tensors: no device sync per step
+                sums[k] = sums.get(k, 0.0) + v
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{float(loss):.4f}")
+        n = max(1, steps_per_epoch)
+        sums = {k: float(v) for k, v in sums.items()}
+        if not all(map(math.isfinite, sums.values())):
+            raise FloatingPointError(f"loss became {sums} in epoch {epoch + 1}; lower --lr or check the data")
+        record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
+                  "loss": sum(sums.values()) / n, **{f"loss_{k}": v / n for k, v in sums.items()},
+                  **evaluate(net, cfg.arch, val_pairs, device), "seconds": time.time() - t0}
+        history.append(record)
+        if cfg.time_budget_min and epoch == 0 and start_epoch == 0:
+            # fit the run into the budget: fix the epoch count from the first epoch's duration
+            cfg.epochs = max(1, int(cfg.time_budget_min * 60 // record["seconds"]))
+            sched.T_max = max(1, cfg.epochs * steps_per_epoch)
+            print(f"time budget {cfg.time_budget_min:g} min: training {cfg.epochs} epochs", flush=True)
+        with metrics_log.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs} loss {record['loss']:.4f} val SSIM {record['val_ssim']:.4f} "
+                  f"(input {record['input_ssim']:.4f}) PSNR {record['val_psnr']:.2f} dB", flush=True)
+        if on_epoch:  # before the checkpoint: a crash in between repeats the epoch, so callers upsert
+            on_epoch(epoch + 1, record)
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), epoch=epoch + 1, step=step,
+                            config=cfg.to_dict(), history=history)
+        epoch += 1
+
+    model_path = run_dir / MODEL
+    save_model(model_path, net, cfg.arch, _model_meta(cfg.to_dict(), history, step, run_dir))
+    return TrainResult(model_path=model_path, epochs=len(history), history=history, resumed_from=start_epoch)
+
+
+def _model_meta(config: dict, history: list[dict], step: int, run_dir: Path) -> dict:
+    split = json.loads((run_dir / "split.json").read_text())
+    return {"config": config, "metrics": history[-1] if history else {}, "epochs": len(history), "steps": step,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "teacher_init": config["teacher_init"] if config["arch"] == "teacher" else None,
+            "feature_init": config["feature_init"] if config["w_feature_kd"] > 0 else None,
+            "train_files": [Path(p).name for p in split["train"]],
+            "val_files": [Path(p).name for p in split["val"]]}
+
+
+def export_checkpoint(run_dir: Path | str, out: Path | str | None = None) -> Path:
+    """Write a model file from a run's last checkpoint (e.g. of a run that was stopped early)."""
+    run_dir = Path(run_dir)
+    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    net = nets.build(ckpt["config"]["arch"])
+    net.load_state_dict(ckpt["model"])
+    out = Path(out or run_dir / MODEL)
+    save_model(out, net, ckpt["config"]["arch"], _model_meta(ckpt["config"], ckpt["history"], ckpt["step"], run_dir))
+    return out

@@ -1,0 +1,42 @@
+"""Losses: pixel loss to ground truth, output distillation to the teacher, ResNet18 feature distillation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.nets import ResNet18Features
+
+from .config import TrainConfig
+
+
+def pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    raise ValueError(f"unknown pixel loss {kind!r}: use l1 or mse")
+
+
+class DistillationLoss(nn.Module):
+    """Weighted sum of the three terms; returns (total, {term: detached tensor}) for logging."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = ResNet18Features(cfg.feature_init, cfg.feature_layers) if cfg.w_feature_kd > 0 else None
+
+    def forward(self, pred: torch.Tensor, sharp: torch.Tensor, teacher_out: torch.Tensor | None):
+        cfg = self.cfg
+        terms = {"pixel": pixel_loss(cfg.pixel_loss, pred, sharp) * cfg.w_pixel}
+        if cfg.w_output_kd > 0:
+            if teacher_out is None:
+                raise ValueError("output distillation needs a teacher (--teacher PATH)")
+            terms["output_kd"] = pixel_loss(cfg.pixel_loss, pred, teacher_out) * cfg.w_output_kd
+        if self.features is not None:
+            ref = teacher_out if teacher_out is not None else sharp
+            with torch.no_grad():
+                ref_feats = self.features(ref)
+            feats = self.features(pred)
+            terms["feature_kd"] = sum(F.mse_loss(a, b) for a, b in zip(feats, ref_feats)) * cfg.w_feature_kd
+        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
