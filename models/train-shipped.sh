@@ -14,14 +14,18 @@ STUDENT_WORKERS=${STUDENT_WORKERS:-2}
 EXTRA=${EXTRA:-}          # extra options for every run, e.g. for a quick smoke run
 mkdir -p "$OUT"
 
+if [ -n "${TEACHER:-}" ]; then  # reuse a trained teacher
+  mkdir -p "$OUT/teacher" && cp "$TEACHER" "$OUT/teacher/model.pt"
+else
 $TRAIN teacher --data "$DATA" --out "$OUT/teacher" --crop 256 --batch-size 16 --patches-per-image 64 \
   --time-budget-min "$TEACHER_MIN" --checkpoint-every 5 --workers "$TEACHER_WORKERS" $EXTRA \
   > "$OUT/teacher.log" 2>&1 || { echo "teacher failed"; tail -20 "$OUT/teacher.log"; exit 1; }
 echo "teacher: $(tail -1 "$OUT/teacher.log")"
+fi
 
 student() {  # name, options...
   local name=$1; shift
-  $TRAIN student --data "$DATA" --out "$OUT/$name" --crop 192 --batch-size 32 --patches-per-image 128 \
+  $TRAIN student --data "$DATA" --out "$OUT/$name" --crop 128 --batch-size 32 --patches-per-image 128 \
     --time-budget-min "$STUDENT_MIN" --checkpoint-every 10 --workers "$STUDENT_WORKERS" $EXTRA "$@" \
     > "$OUT/$name.log" 2>&1 || echo "$name failed: $(tail -3 "$OUT/$name.log")"
 }

@@ -250,8 +250,6 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
     fmt = _sniff(data)
     if fmt is None:
         raise ImageError(name, _NOT_AN_IMAGE)
-    if fmt == "PNG" and not _png_exif_and_complete(data)[1]:
-        raise ImageError(name, _TRUNCATED)
     if fmt == "WEBP" and struct.unpack("<I", data[4:8])[0] + 8 > len(data):  # RIFF size
         raise ImageError(name, _TRUNCATED)
     img = size = None
@@ -264,8 +262,10 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
             raise _pillow_error(name, e) from None
     try:
         w, h = size
-        if w * h > max_pixels:
+        if w * h > max_pixels:  # before anything else: a hostile header must not cost a decode
             raise ImageError(name, f"too large: {w}x{h} pixels, the limit is {max_pixels:,}")
+        if fmt == "PNG" and not _png_exif_and_complete(data)[1]:
+            raise ImageError(name, _TRUNCATED)
         if fmt in ("JPEG", "WEBP", "BMP") or (fmt == "TIFF" and _tiff_alpha_8bit(img)):
             arr = _orient(_pillow_pixels(img, name), _orientation(img, fmt, data))
         else:
@@ -364,8 +364,8 @@ def encode_image(picture: Picture, fmt: str | None = None, jpeg_quality: int = 9
 def write_image(path, picture: Picture) -> None:
     """Write picture to path in the format its suffix names, atomically.
 
-    The bytes go to a temporary file in the same directory, which then
-    replaces path, so readers never see a half-written image.
+    Missing parent folders are created. The bytes go to a temporary file in the same
+    directory, which then replaces path, so readers never see a half-written image.
     """
     path = Path(path)
     fmt = format_for_path(path)
@@ -373,6 +373,7 @@ def write_image(path, picture: Picture) -> None:
         data = encode_image(picture, fmt)
     except ImageError as e:
         raise ImageError(path.name, e.reason) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "xb") as f:

@@ -31,15 +31,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image mean SSIM of two NCHW batches in [0, 1] -> tensor (N,). Computed in float32 (float64 on CPU).
+    """Per-image mean SSIM of two NCHW batches in [0, 1] -> tensor (N,), computed in float32 on their device.
 
     Same definition as skimage: 7x7 uniform window, sample covariance, K1=0.01, K2=0.03, a 3-pixel border
     excluded, mean over channels and pixels.
     """
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}")
-    dtype = torch.float64 if a.device.type == "cpu" else torch.float32
-    a, b = a.to(dtype), b.to(dtype)
+    a, b = a.float(), b.float()
     n = a.shape[1]
     mean = lambda x: F.avg_pool2d(x, _WIN, stride=1)  # noqa: E731  valid windows only = skimage's border crop
     mu_a, mu_b = mean(a), mean(b)

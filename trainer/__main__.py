@@ -1,5 +1,5 @@
-"""``python -m trainer`` is ``sharpen train``."""
-from shared.cli.train import train
+"""``python -m trainer`` is ``sharpen train`` (needs only the training dependencies)."""
+from trainer.cli import train
 
 if __name__ == "__main__":
     train(prog_name="python -m trainer")

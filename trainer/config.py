@@ -19,6 +19,7 @@ class TrainConfig:
     patches_per_image: int = 4           # crops drawn from each training image per epoch
     lr: float = 1e-3                     # Adam learning rate, cosine-annealed to lr_min
     lr_min: float = 1e-5
+    warmup_steps: int = 500              # linear warm-up from lr/100: full-rate first steps kill ReLUs
     weight_decay: float = 0.0
     pixel_loss: str = "l1"               # "l1" or "mse", to the sharp ground truth
     w_pixel: float = 1.0

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -43,19 +44,20 @@ def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device) -> di
     """Validation SSIM/PSNR of ``net`` on fixed (name, σ, blurred, sharp) pairs; 8-bit output as when saved.
 
     Returns overall means plus ``ssim@σ`` / ``psnr@σ`` per σ and the blurred input's scores for reference.
+    Scores are computed on ``device`` (the GPU when training there).
     """
     was_training = net.training
     net.eval()
     model = LoadedModel(net=net, arch=arch, meta={}, sha256="", path=Path(), device=device)
     rows = []
     for _name, sigma, blurred, sharp in pairs:
-        x = torch.from_numpy(blurred).permute(2, 0, 1)[None]
-        y = torch.from_numpy(sharp).permute(2, 0, 1)[None]
-        out = torch.round(sharpen_tensor(model, x).cpu() * 255) / 255
-        rows.append((sigma, float(ssim_torch(out, y)), float(psnr_torch(out, y)),
-                     float(ssim_torch(x, y)), float(psnr_torch(x, y))))
+        x = torch.from_numpy(blurred).permute(2, 0, 1)[None].to(device)
+        y = torch.from_numpy(sharp).permute(2, 0, 1)[None].to(device)
+        out = torch.round(sharpen_tensor(model, x) * 255) / 255
+        rows.append(torch.stack([torch.tensor(sigma, device=device), ssim_torch(out, y)[0], psnr_torch(out, y)[0],
+                                 ssim_torch(x, y)[0], psnr_torch(x, y)[0]]))
     net.train(was_training)
-    arr = np.array(rows)
+    arr = torch.stack(rows).double().cpu().numpy()
     result = {"val_ssim": float(arr[:, 1].mean()), "val_psnr": float(arr[:, 2].mean()),
               "input_ssim": float(arr[:, 3].mean()), "input_psnr": float(arr[:, 4].mean())}
     for sigma in sorted(set(arr[:, 0])):
@@ -65,11 +67,26 @@ def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device) -> di
     return result
 
 
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up, then cosine from ``lr`` to ``lr_min`` over the run (which may be lengthened later)."""
+    warm = min(1.0, 0.01 + step / max(1, cfg.warmup_steps)) if cfg.warmup_steps else 1.0
+    total = max(1, cfg.epochs * steps_per_epoch)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+    return warm * (cfg.lr_min + (cfg.lr - cfg.lr_min) * cos) / cfg.lr
+
+
 def _loader(ds: CropDataset, cfg: TrainConfig, epoch: int) -> DataLoader:
     ds.epoch = epoch
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # same order on resume
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(ds) > cfg.batch_size,
-                      num_workers=cfg.workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+                      num_workers=cfg.workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+                      worker_init_fn=_one_thread)
+
+
+def _one_thread(_worker_id: int) -> None:
+    """Loader workers run one crop at a time: many workers × many threads each only thrash the CPU."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
@@ -100,8 +117,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     val_pairs = validation_set(val_files, cfg)
     steps_per_epoch = len(_loader(dataset, cfg, 0))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch),
-                                                       eta_min=cfg.lr_min)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, steps_per_epoch))
     history: list[dict] = []
     start_epoch = step = 0
     ckpt_path = run_dir / CHECKPOINT
@@ -114,13 +130,12 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         start_epoch, step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
         if cfg.time_budget_min:
             cfg.epochs = ckpt["config"]["epochs"]  # the budget was turned into an epoch count on the first run
-        if cfg.epochs != ckpt["config"]["epochs"]:  # a longer run: stretch the schedule from here
-            sched.T_max = max(1, cfg.epochs * steps_per_epoch)
         print(f"resuming {run_dir} after epoch {start_epoch} (step {step})", flush=True)
     metrics_log = run_dir / "metrics.jsonl"
     metrics_log.write_text("".join(json.dumps(h) + "\n" for h in history))
 
     use_amp = cfg.amp and device.type == "cuda"
+    started = time.time()
     epoch = start_epoch
     while epoch < cfg.epochs:  # not range(): a time budget may fix cfg.epochs after the first epoch
         net.train()
@@ -155,10 +170,10 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                   "loss": sum(sums.values()) / n, **{f"loss_{k}": v / n for k, v in sums.items()},
                   **evaluate(net, cfg.arch, val_pairs, device), "seconds": time.time() - t0}
         history.append(record)
-        if cfg.time_budget_min and epoch == 0 and start_epoch == 0:
-            # fit the run into the budget: fix the epoch count from the first epoch's duration
-            cfg.epochs = max(1, int(cfg.time_budget_min * 60 // record["seconds"]))
-            sched.T_max = max(1, cfg.epochs * steps_per_epoch)
+        if cfg.time_budget_min and epoch + 1 == min(2, cfg.epochs) and start_epoch == 0:
+            # fit the run into the budget from the pace of the first epochs (the schedule follows cfg.epochs)
+            left = cfg.time_budget_min * 60 - (time.time() - started)
+            cfg.epochs = epoch + 1 + max(0, int(left // record["seconds"]))
             print(f"time budget {cfg.time_budget_min:g} min: training {cfg.epochs} epochs", flush=True)
         with metrics_log.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -38,8 +38,12 @@ class FourConvStudent(nn.Module):
             if i < len(spec.dilations) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
+        for conv in self.body[:-1:2]:  # He init keeps ReLU pre-activations well away from zero
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
         if spec.residual:
-            # Start as the identity: the last layer outputs zeros, so an untrained student never hurts.
+            # Start as the identity, so an untrained student never hurts. (The trainer warms the learning
+            # rate up: at full rate Adam's first, coherent steps push these ReLUs dead.)
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
 

@@ -1,4 +1,4 @@
-"""``sharpen train teacher|student``: run the distillation trainer locally (``trainer.loop.train``).
+"""``sharpen train …`` (also ``python -m trainer``): run the distillation trainer locally.
 
 Every ``TrainConfig`` field is an option (``--crop 384``, ``--w-output-kd 1``…); a preset fills defaults first.
 """

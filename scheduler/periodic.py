@@ -1,0 +1,82 @@
+"""Periodic recovery (Celery beat, every few seconds): nothing stays stranded.
+
+An image or training run whose lease expired (its worker died) goes back to queued and is sent again; a
+queued row that was never sent, or whose message was lost with Redis, is sent again once the queue is empty.
+An image that has already cost ``max_attempts`` workers fails with a message instead of looping forever.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from sqlalchemy import select, update
+
+from shared.models import FAILED, QUEUED, RUNNING, ImageJob, TrainingRun, utcnow
+
+from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs
+
+TRAIN_TASK, TRAIN_QUEUE = "sharpen.train_run", "train"
+
+
+def celery_sender(app: Celery):
+    def send(task: str, kwargs: dict, queue: str) -> None:
+        app.send_task(task, kwargs=kwargs, queue=queue)
+    return send
+
+
+def queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting in a queue (0 when Redis lost it: an absent queue is an empty one)."""
+    with app.connection_for_read() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except Exception:  # noqa: BLE001 - kombu raises ChannelError for a queue that does not exist
+            return 0
+
+
+def requeue_stranded(ctx, app: Celery, now=None) -> dict:
+    """Send again what is stranded; returns what was done (for logs and tests)."""
+    settings, db = ctx.settings, ctx.db
+    now = now or utcnow()
+    send = celery_sender(app)
+    with db.session() as s:
+        queued, expired = stranded_jobs(s, settings.requeue_after, now)
+        given_up = list(s.scalars(select(ImageJob.id).where(ImageJob.id.in_(expired),
+                                                            ImageJob.attempts >= settings.max_attempts)))
+        if given_up:
+            s.execute(update(ImageJob).where(ImageJob.id.in_(given_up)).values(
+                status=FAILED, lease_expires_at=None, finished_at=now,
+                error=f"gave up after {settings.max_attempts} attempts: the worker stopped each time while "
+                      "processing this image (out of memory?)"))
+        retry = [i for i in expired if i not in set(given_up)]
+        s.execute(update(ImageJob).where(ImageJob.id.in_(retry), ImageJob.status == RUNNING)
+                  .values(status=QUEUED, lease_expires_at=None))
+        batch_ids = set(s.scalars(select(ImageJob.batch_id).where(ImageJob.id.in_(given_up + retry))))
+    if queue_length(app, SHARPEN_QUEUE):
+        queued = []  # their messages are most likely still waiting; look again when the queue drains
+    resend = sorted(set(retry) | set(queued))
+    enqueue_jobs(db, send, resend, settings.chunk_size)
+    for batch_id in batch_ids:
+        refresh_batch(db, batch_id)
+    runs = requeue_training_runs(ctx, app, now)
+    return {"images_resent": len(resend), "images_given_up": len(given_up), "runs_resent": runs}
+
+
+def requeue_training_runs(ctx, app: Celery, now) -> int:
+    stale = now - timedelta(seconds=ctx.settings.requeue_after)
+    train_waiting = queue_length(app, TRAIN_QUEUE)
+    with ctx.db.session() as s:
+        dead = list(s.scalars(select(TrainingRun.id).where(TrainingRun.status == RUNNING,
+                                                           TrainingRun.lease_expires_at < now)))
+        s.execute(update(TrainingRun).where(TrainingRun.id.in_(dead)).values(status=QUEUED, lease_expires_at=None))
+        lost = [] if train_waiting else list(s.scalars(select(TrainingRun.id).where(
+            TrainingRun.status == QUEUED, TrainingRun.enqueued_at.is_(None) | (TrainingRun.enqueued_at < stale))))
+    ids = sorted(set(dead) | set(lost))
+    for run_id in ids:
+        enqueue_training_run(ctx.db, celery_sender(app), run_id)
+    return len(ids)
+
+
+def enqueue_training_run(db, send, run_id: int) -> None:
+    send(TRAIN_TASK, {"run_id": run_id}, TRAIN_QUEUE)
+    with db.session() as s:
+        s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(enqueued_at=utcnow()))

@@ -1,0 +1,159 @@
+"""Database, model and training-run commands: db, models, retrain, runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from shared.models import EpochMetric, ModelVersion, TrainingRun
+
+from .context import Context, QueueUnreachable
+
+
+@click.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def db_upgrade(ctx: Context, revision):
+    from shared import migrate
+
+    migrate.upgrade(ctx.settings.db_url, revision)
+    click.echo(f"{ctx.settings.db_url}: at {migrate.current(ctx.settings.db_url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_obj
+def db_downgrade(ctx: Context, revision):
+    from shared import migrate
+
+    migrate.downgrade(ctx.settings.db_url, revision)
+    click.echo(f"{ctx.settings.db_url}: at {migrate.current(ctx.settings.db_url)}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(ctx: Context):
+    from shared import migrate
+
+    click.echo(migrate.current(ctx.settings.db_url) or "empty")
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def models(cctx):
+    """List model versions (the active one marked *)."""
+    if cctx.invoked_subcommand:
+        return
+    ctx: Context = cctx.obj
+    from shared.registry import active_model
+
+    with ctx.db.session() as s:
+        active_model(s)  # registers the shipped default on first use
+        for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id)):
+            ssim = v.metrics.get("val_ssim") if v.metrics else None
+            click.echo(f"{'*' if v.active else ' '} {v.id:>3}  {v.name:<28} {v.arch:<20} {v.sha256[:12]}  "
+                       f"val SSIM {ssim if ssim is None else round(ssim, 4)}  {v.path}")
+
+
+@models.command("activate")
+@click.argument("version_id", type=int)
+@click.pass_obj
+def models_activate(ctx: Context, version_id):
+    """Use this version for new batches."""
+    from shared.registry import activate_model
+
+    with ctx.db.session() as s:
+        try:
+            v = activate_model(s, version_id)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"model {v.id} ({v.name}) is active; new batches use it")
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None)
+@click.option("--activate", is_flag=True)
+@click.pass_obj
+def models_add(ctx: Context, path, name, activate):
+    """Register a model file."""
+    from shared.inference import ModelFileError
+    from shared.registry import register_model
+
+    with ctx.db.session() as s:
+        try:
+            v = register_model(s, Path(path), name, activate=activate)
+        except ModelFileError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"model {v.id} registered{' and active' if v.active else ''}")
+
+
+@click.command()
+@click.option("--data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folders of sharp images (default: the photos in data/photos).")
+@click.option("--preset", default="plain", show_default=True)
+@click.option("--arch", default=None)
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--epochs", type=int, default=None)
+@click.option("--crop", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--patches-per-image", type=int, default=None)
+@click.option("--checkpoint-every", type=int, default=None)
+@click.option("--val-max-side", type=int, default=None)
+@click.option("--activate-if-better", is_flag=True, help="Activate the new model if it beats the active one.")
+@click.option("--wait", is_flag=True, help="Follow the run until it ends.")
+@click.pass_obj
+def retrain(ctx: Context, data, preset, arch, teacher, epochs, crop, batch_size, patches_per_image,
+            checkpoint_every, val_max_side, activate_if_better, wait):
+    """Queue a training run on the train queue; prints the run id."""
+    from scheduler.periodic import enqueue_training_run
+    from trainer.config import make_config
+    from trainer.service import create_run
+
+    folders = [str(Path(d).absolute()) for d in data] or [str(Path("data/photos").absolute())]
+    try:
+        cfg = make_config(preset, arch=arch, data=folders, epochs=epochs, crop=crop, batch_size=batch_size,
+                          patches_per_image=patches_per_image, checkpoint_every=checkpoint_every,
+                          val_max_side=val_max_side, teacher=str(Path(teacher).absolute()) if teacher else None)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    run_id = create_run(ctx.db, cfg, activate_if_better=activate_if_better)
+    click.echo(run_id)
+    try:
+        enqueue_training_run(ctx.db, ctx.send, run_id)
+    except QueueUnreachable as exc:
+        click.echo(f"run {run_id} is recorded; the queue is not reachable ({exc}), it is sent when the stack runs",
+                   err=True)
+    if wait:
+        import time
+
+        while True:
+            with ctx.db.session() as s:
+                run = s.get(TrainingRun, run_id)
+            if run.status in ("done", "failed"):
+                break
+            time.sleep(1)
+        click.echo(f"run {run_id} {run.status}: {run.epochs_done}/{run.epochs_total} epochs"
+                   + (f" — {run.error}" if run.error else ""))
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.pass_obj
+def runs(ctx: Context, run_id):
+    """Training runs, or one run's epochs."""
+    with ctx.db.session() as s:
+        if run_id is None:
+            for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(20)):
+                click.echo(f"run {r.id} {r.status:<8} {r.config.get('arch')} {r.epochs_done}/{r.epochs_total} "
+                           f"epochs, attempts {r.attempts}{'  activated' if r.activated else ''}"
+                           + (f"  error: {r.error}" if r.error else ""))
+            return
+        for e in s.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch)):
+            click.echo(f"epoch {e.epoch:>4}  loss {e.loss:.5f}  val SSIM {e.val_ssim:.4f}  PSNR {e.val_psnr:.2f} dB")

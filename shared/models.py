@@ -1,0 +1,145 @@
+"""ORM models: the database is the source of truth for batches, images, models and training runs.
+
+Statuses are plain strings (portable across SQLite and PostgreSQL): ``queued``, ``running``, ``done``,
+``failed``. A failed image or run always carries a message a person can read.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+MODES = ("restore", "paired", "synthetic")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    arch: Mapped[str] = mapped_column(String(50))
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_run.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Batch(Base):
+    __tablename__ = "batch"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20))
+    sigma: Mapped[float | None] = mapped_column(Float, nullable=True)       # synthetic mode
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"), nullable=True)
+    model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mean_ssim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_input_ssim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_input_psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    megapixels: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    images: Mapped[list["ImageJob"]] = relationship(back_populates="batch", order_by="ImageJob.position")
+    model_version: Mapped[ModelVersion | None] = relationship()
+    __table_args__ = (CheckConstraint(f"mode in {MODES}", name="ck_batch_mode"),)
+
+
+class ImageJob(Base):
+    __tablename__ = "image_job"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    original_name: Mapped[str] = mapped_column(String(500))
+    input_path: Mapped[str] = mapped_column(String(1000))
+    reference_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    output_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ssim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_ssim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    batch: Mapped[Batch] = relationship(back_populates="images")
+    __table_args__ = (
+        Index("ix_image_job_batch_status", "batch_id", "status"),
+        Index("ix_image_job_status_lease", "status", "lease_expires_at"),
+        UniqueConstraint("batch_id", "position", name="uq_image_job_batch_position"),
+    )
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    run_dir: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    epochs_total: Mapped[int] = mapped_column(Integer, default=0)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    activate_if_better: Mapped[bool] = mapped_column(Boolean, default=False)
+    activated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    epochs: Mapped[list["EpochMetric"]] = relationship(back_populates="run", order_by="EpochMetric.epoch")
+    model_version: Mapped[ModelVersion | None] = relationship(
+        foreign_keys="ModelVersion.training_run_id", viewonly=True, uselist=False)
+
+
+class EpochMetric(Base):
+    __tablename__ = "epoch_metric"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_run.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_ssim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[TrainingRun] = relationship(back_populates="epochs")
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epoch_metric_run_epoch"),)
+
+
+class Rating(Base):
+    __tablename__ = "rating"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_job_id: Mapped[int] = mapped_column(ForeignKey("image_job.id", ondelete="CASCADE"), index=True)
+    rater: Mapped[str] = mapped_column(String(200))
+    score: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (CheckConstraint("score >= 1 AND score <= 5", name="ck_rating_score"),
+                      UniqueConstraint("image_job_id", "rater", name="uq_rating_image_rater"))

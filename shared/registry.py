@@ -1,0 +1,47 @@
+"""Model versions: register, activate, and pick the model for a new batch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .inference import default_model_path, file_sha256, load_model
+from .models import ModelVersion
+
+
+def register_model(session: Session, path: Path, name: str | None = None, *, activate: bool = False,
+                   training_run_id: int | None = None) -> ModelVersion:
+    """Record a model file (idempotent on its sha256)."""
+    path = Path(path).absolute()
+    sha = file_sha256(path)
+    existing = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == sha))
+    if existing:
+        if activate:
+            activate_model(session, existing.id)
+        return existing
+    meta = load_model(path, "cpu")
+    version = ModelVersion(name=name or path.stem, path=str(path), sha256=sha, arch=meta.arch,
+                           metrics=meta.meta.get("metrics", {}), training_run_id=training_run_id)
+    session.add(version)
+    session.flush()
+    if activate:
+        activate_model(session, version.id)
+    return version
+
+
+def activate_model(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise LookupError(f"no model version {version_id}")
+    session.execute(update(ModelVersion).where(ModelVersion.id != version_id).values(active=False))
+    version.active = True
+    return version
+
+
+def active_model(session: Session) -> ModelVersion:
+    """The active version; the shipped default is registered and activated when none is."""
+    version = session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
+    if version is None:
+        version = register_model(session, default_model_path(), "shipped default", activate=True)
+    return version

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from shared import nets
+from shared.nets.teacher import WeightsUnavailable, imagenet_weights_cached, resolve_init
+
+
+@pytest.mark.parametrize("arch", list(nets.STUDENTS))
+def test_student_shapes_and_budget(arch):
+    net = nets.build(arch).eval()
+    x = torch.rand(2, 3, 48, 64)
+    assert net(x).shape == x.shape
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(c.kernel_size == (3, 3) for c in convs)
+    assert 55_000 < nets.count_parameters(net) < 70_000
+
+
+def test_seed_student_is_the_original_design():
+    net = nets.build("student-seed")
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 64), (64, 32), (32, 3)]
+    assert nets.count_parameters(net) == 58_051
+    assert list(net.state_dict()) == [f"body.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")]
+    assert not net.spec.residual
+
+
+def test_residual_students_start_as_identity():
+    x = torch.rand(1, 3, 32, 32)
+    for arch in ("student", "student-s2d", "student-dilated", "student-s2d-dilated"):
+        assert torch.equal(nets.build(arch)(x), x)
+
+
+@pytest.mark.parametrize("arch", list(nets.STUDENTS))
+def test_receptive_radius_is_exact(arch):
+    """An impulse's influence reaches exactly ``receptive_radius`` pixels and no further."""
+    torch.manual_seed(0)
+    net = nets.build(arch).double().eval()
+    for p in net.parameters():  # non-zero, positive weights so every path contributes
+        torch.nn.init.uniform_(p, 0.01, 0.1)
+    r = net.receptive_radius
+    size = 2 * r + 20
+    x = torch.zeros(1, 3, size, size, dtype=torch.float64)
+    c = size // 2
+    base = net(x)
+    x[0, :, c, c] = 1.0
+    changed = (net(x) - base).abs().sum(1)[0] > 0
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    reach = max(int((ys - c).abs().max()), int((xs - c).abs().max()))
+    assert reach <= r
+    assert reach >= r - (net.scale - 1)  # the unshuffle grid makes the reach depend on the pixel's phase
+
+
+def test_teacher_shape_residual_and_frozen_features():
+    teacher = nets.build("teacher").eval()
+    x = torch.rand(1, 3, 64, 96)
+    assert torch.equal(teacher(x), x)  # zero-initialised head: starts as the identity
+    feats = nets.ResNet18Features("random", layers=(1, 2))
+    out = feats(x)
+    assert [f.shape[1] for f in out] == [64, 128]
+    assert not any(p.requires_grad for p in feats.parameters())
+    feats.train()
+    assert not feats.training
+
+
+def test_imagenet_init_is_a_clear_error_without_cached_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert imagenet_weights_cached() is None
+    with pytest.raises(WeightsUnavailable, match="--teacher-init random"):
+        resolve_init("imagenet")
+    assert resolve_init("auto") == "random"
+
+
+def test_imagenet_init_loads_cached_weights_through_torchvision(tmp_path, monkeypatch):
+    """Weights placed in torchvision's cache are used by the real torchvision weights API."""
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ref = resnet18()
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    # torchvision checks the file-name hash prefix only when check_hash is set; it is not, as in the hub default
+    torch.save(ref.state_dict(), ckpt / ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1])
+    assert resolve_init("auto") == "imagenet"
+    teacher = nets.build("teacher", teacher_init="imagenet")
+    assert torch.equal(teacher.stem[0].weight, ref.conv1.weight)
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        nets.build("resnet50")

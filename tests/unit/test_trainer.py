@@ -1,0 +1,105 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.inference import load_model
+from trainer.checkpoint import CheckpointMismatch
+from trainer.config import make_config
+from trainer.loop import export_checkpoint, train
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = dict(crop=48, batch_size=4, patches_per_image=2, val_max_side=64, val_sigmas=(1.0, 2.0))
+
+
+def test_two_epoch_smoke(photo_folder, tmp_path):
+    seen = []
+    cfg = make_config("plain", data=[str(photo_folder)], epochs=2, checkpoint_every=1, **SMALL)
+    result = train(cfg, tmp_path / "run", on_epoch=lambda e, m: seen.append(e), progress=False)
+    assert result.epochs == 2 and seen == [1, 2]
+    for key in ("loss", "val_ssim", "val_psnr", "ssim@1", "psnr@2", "input_ssim"):
+        assert key in result.final
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+    model = load_model(result.model_path, "cpu")
+    assert model.arch == cfg.arch and model.meta["epochs"] == 2 and model.meta["config"]["crop"] == 48
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert len(split["train"]) == 4 and len(split["val"]) == 1  # 15 % of 5, at least one
+
+
+def test_distillation_from_a_teacher(photo_folder, tmp_path):
+    teacher = train(make_config("teacher", data=[str(photo_folder)], epochs=1, **{**SMALL, "crop": 64}),
+                    tmp_path / "teacher", progress=False)
+    cfg = make_config("distill", data=[str(photo_folder)], teacher=str(teacher.model_path), epochs=1, **SMALL)
+    result = train(cfg, tmp_path / "student", progress=False)
+    assert {"loss_pixel", "loss_output_kd", "loss_feature_kd"} <= set(result.final)
+    assert result.final["loss_feature_kd"] > 0
+
+
+def test_original_preset_trains_the_seed_student(photo_folder, tmp_path):
+    cfg = make_config("original", data=[str(photo_folder)], epochs=1, **SMALL)
+    assert (cfg.arch, cfg.pixel_loss, cfg.lr) == ("student-seed", "mse", 1e-4) and cfg.w_feature_kd > 0
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert "loss_feature_kd" in result.final
+
+
+def test_resume_refuses_another_architecture(photo_folder, tmp_path):
+    train(make_config("plain", data=[str(photo_folder)], epochs=1, **SMALL), tmp_path / "run", progress=False)
+    other = make_config("plain", arch="student-seed", data=[str(photo_folder)], epochs=2, **SMALL)
+    with pytest.raises(CheckpointMismatch, match="student-seed"):
+        train(other, tmp_path / "run", resume=True, progress=False)
+    changed = make_config("plain", data=[str(photo_folder)], epochs=2, **{**SMALL, "crop": 32})
+    with pytest.raises(CheckpointMismatch, match="crop"):
+        train(changed, tmp_path / "run", resume=True, progress=False)
+
+
+def _train_cmd(folder: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "trainer", "student", "--data", str(folder), "--out", str(out),
+            "--preset", "plain", "--epochs", "8", "--checkpoint-every", "2", "--crop", "64", "--batch-size", "4",
+            "--patches-per-image", "12", "--val-max-side", "64", "--val-sigmas", "2"]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigkill_then_resume_continues_exactly(photo_folder, tmp_path):
+    # reference: the same run, never interrupted
+    subprocess.run(_train_cmd(photo_folder, tmp_path / "ref"), check=True, env=_env(), capture_output=True)
+    ref = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["state_dict"]
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(photo_folder, run), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    ckpt = run / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 2 <= killed_at < 8 and not (run / "model.pt").exists()
+
+    out = subprocess.run(_train_cmd(photo_folder, run) + ["--resume"], check=True, env=_env(),
+                         capture_output=True, text=True).stdout
+    assert f"after epoch {killed_at}" in out
+    epochs = [json.loads(l)["epoch"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 9))  # every epoch once: none lost, none repeated in the record
+    resumed = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    for key, value in ref.items():  # same data order, same RNG, same optimizer state: same weights
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6)
+
+
+def test_export_checkpoint_writes_a_loadable_model(photo_folder, tmp_path):
+    train(make_config("plain", data=[str(photo_folder)], epochs=1, **SMALL), tmp_path / "run", progress=False)
+    path = export_checkpoint(tmp_path / "run", tmp_path / "exported.pt")
+    assert load_model(path, "cpu").meta["epochs"] == 1

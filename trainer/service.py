@@ -1,0 +1,112 @@
+"""Training runs through the queue: a ``TrainingRun`` row in, epochs and a ``ModelVersion`` out.
+
+The run claims a lease and renews it from a heartbeat thread; a worker that dies stops renewing, the
+periodic job sends the run again, and it resumes from its checkpoint. Epoch rows are upserted, so an
+epoch repeated after a crash is recorded once.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import timedelta
+
+import torch
+from sqlalchemy import or_, select, update
+
+from shared.inference import load_model
+from shared.models import DONE, FAILED, QUEUED, RUNNING, EpochMetric, TrainingRun, utcnow
+from shared.registry import activate_model, active_model, register_model
+
+from .config import TrainConfig
+from .data import split_sources, validation_set
+from .loop import evaluate, train
+
+
+def create_run(db, config: TrainConfig, *, activate_if_better: bool = False) -> int:
+    with db.session() as s:
+        run = TrainingRun(status=QUEUED, config=config.to_dict(), epochs_total=config.epochs,
+                          activate_if_better=activate_if_better)
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def _claim(ctx, run_id: int) -> bool:
+    now = utcnow()
+    with ctx.db.session() as s:
+        res = s.execute(update(TrainingRun).where(
+            TrainingRun.id == run_id,
+            or_(TrainingRun.status == QUEUED, (TrainingRun.status == RUNNING) & (TrainingRun.lease_expires_at < now)))
+            .values(status=RUNNING, attempts=TrainingRun.attempts + 1, worker=ctx.name, started_at=now,
+                    run_dir=ctx.storage.relative(ctx.storage.run_dir(run_id)),
+                    lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds)))
+        return res.rowcount == 1
+
+
+def _heartbeat(ctx, run_id: int, stop: threading.Event) -> None:
+    while not stop.wait(max(1.0, ctx.settings.lease_seconds / 4)):
+        with ctx.db.session() as s:
+            s.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.worker == ctx.name)
+                      .values(lease_expires_at=utcnow() + timedelta(seconds=ctx.settings.lease_seconds)))
+
+
+def record_epoch(ctx, run_id: int, epoch: int, metrics: dict, epochs_total: int) -> None:
+    """Upsert the epoch's row and the run's progress."""
+    with ctx.db.session() as s:
+        row = s.scalar(select(EpochMetric).where(EpochMetric.run_id == run_id, EpochMetric.epoch == epoch))
+        row = row or EpochMetric(run_id=run_id, epoch=epoch)
+        row.loss, row.val_ssim, row.val_psnr = metrics.get("loss"), metrics.get("val_ssim"), metrics.get("val_psnr")
+        row.metrics = metrics
+        s.add(row)
+        s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
+                  .values(epochs_done=epoch, epochs_total=epochs_total))
+
+
+def _active_score(ctx, cfg: TrainConfig) -> float | None:
+    """Validation SSIM of the active model on this run's own validation set (same pairs, same code)."""
+    with ctx.db.session() as s:
+        version = active_model(s)
+        path = version.path
+    model = load_model(path, ctx.settings.device)
+    _, val_files = split_sources(cfg)
+    return evaluate(model.net, model.arch, validation_set(val_files, cfg), model.device)["val_ssim"]
+
+
+def run_training(ctx, run_id: int) -> str:
+    """Run (or resume) a queued training run to completion; returns its final status."""
+    if not _claim(ctx, run_id):
+        return "skipped"
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ctx, run_id, stop), daemon=True)
+    beat.start()
+    try:
+        with ctx.db.session() as s:
+            run = s.get(TrainingRun, run_id)
+            cfg, activate_if_better = TrainConfig.from_dict(run.config), run.activate_if_better
+        result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False,
+                       on_epoch=lambda e, m: record_epoch(ctx, run_id, e, m, cfg.epochs))
+        ctx.storage.models_dir.mkdir(parents=True, exist_ok=True)
+        dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
+        shutil.copyfile(result.model_path, dst)
+        activated = False
+        if activate_if_better:
+            activated = result.final["val_ssim"] > (_active_score(ctx, cfg) or -1.0)
+        with ctx.db.session() as s:
+            version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id)
+            if activated:
+                activate_model(s, version.id)
+            s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
+                status=DONE, finished_at=utcnow(), lease_expires_at=None, activated=activated, error=None))
+        return DONE
+    except Exception as exc:  # noqa: BLE001 - the run is marked failed with a readable message
+        with ctx.db.session() as s:
+            s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
+                status=FAILED, finished_at=utcnow(), lease_expires_at=None,
+                error=f"{exc.__class__.__name__}: {exc}"))
+        return FAILED
+    finally:
+        stop.set()
+        torch.set_grad_enabled(True)
+
+
+

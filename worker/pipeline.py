@@ -1,0 +1,158 @@
+"""The work a sharpening task does, as plain functions: claim → decode → sharpen (tiled) → encode → score.
+
+Each image is claimed with a lease in one UPDATE, so two workers never process it at once and a re-sent
+message for a finished image does nothing. Bad images fail alone with the decoder's message; everything
+else in the chunk goes on.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import or_, update
+from sqlalchemy.exc import OperationalError
+
+from scheduler.enqueue import refresh_batch
+from shared.config import Settings
+from shared.db import Database
+from shared.degrade import Degradation, degrade
+from shared.imageio import ImageError, Picture, from_model_output, read_image, to_model_input, write_image
+from shared.inference import LoadedModel, load_model, sharpen_tensor
+from shared.metrics import psnr_torch, ssim_torch
+from shared.models import DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, ConnectionError, TimeoutError)  # retried by the task; everything else fails
+
+
+@dataclass
+class WorkerContext:
+    """Per-process state: settings, database, storage and the models loaded so far (once per process)."""
+    settings: Settings
+    db: Database
+    storage: Storage
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WorkerContext":
+        return cls(settings=settings, db=Database(settings), storage=Storage(settings.storage_root))
+
+    def model(self, path: str) -> LoadedModel:
+        if path not in self.models:
+            if len(self.models) >= 3:  # keep memory bounded when versions change
+                self.models.pop(next(iter(self.models)))
+            self.models[path] = load_model(path, self.settings.device)
+        return self.models[path]
+
+
+def claim(ctx: WorkerContext, job_id: int) -> bool:
+    """Take the image if it is queued, or running with an expired lease (its worker died)."""
+    now = utcnow()
+    with ctx.db.session() as s:
+        res = s.execute(
+            update(ImageJob)
+            .where(ImageJob.id == job_id,
+                   or_(ImageJob.status == QUEUED,
+                       (ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
+            .values(status=RUNNING, attempts=ImageJob.attempts + 1, worker=ctx.name, started_at=now,
+                    lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds)))
+        return res.rowcount == 1
+
+
+def finish(ctx: WorkerContext, job_id: int, **values) -> None:
+    """Record the outcome, only while this worker still holds the image."""
+    with ctx.db.session() as s:
+        s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.status == RUNNING,
+                                         ImageJob.worker == ctx.name)
+                  .values(finished_at=utcnow(), lease_expires_at=None, **values))
+
+
+def _tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+
+
+def score(out: torch.Tensor, blurred: torch.Tensor, reference: torch.Tensor) -> dict:
+    """SSIM/PSNR of the output and of the input against the reference, on the model's device."""
+    return {"ssim": float(ssim_torch(out, reference)[0]), "psnr": float(psnr_torch(out, reference)[0]),
+            "input_ssim": float(ssim_torch(blurred, reference)[0]),
+            "input_psnr": float(psnr_torch(blurred, reference)[0])}
+
+
+def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: LoadedModel) -> dict:
+    """Sharpen one image and write its output; returns the values to record. Raises ImageError for bad files."""
+    st, limit = ctx.storage, ctx.settings.max_pixels
+    reference = None
+    if batch.mode == "synthetic":
+        original = read_image(st.resolve(job.reference_path), limit)
+        reference, _ = to_model_input(original)
+        blurred_rgb, _ = degrade(reference, Degradation.fixed(batch.sigma), np.random.default_rng(job.id))
+        picture = from_model_output(blurred_rgb, original)
+        picture = Picture(picture.pixels, "PNG")  # the blurred input is kept losslessly
+        write_image(st.resolve(job.input_path), picture)
+    else:
+        picture = read_image(st.resolve(job.input_path), limit)
+        if job.reference_path:
+            ref_pic = read_image(st.resolve(job.reference_path), limit)
+            if (ref_pic.height, ref_pic.width) != (picture.height, picture.width):
+                raise ImageError(job.original_name, f"reference is {ref_pic.width}x{ref_pic.height}, "
+                                                    f"the image is {picture.width}x{picture.height}")
+            reference, _ = to_model_input(ref_pic)
+    rgb, _alpha = to_model_input(picture)
+    x = _tensor(rgb, model.device)
+    y = sharpen_tensor(model, x)
+    result = from_model_output(y[0].permute(1, 2, 0).float().cpu().numpy(), picture)
+    suffix = Path(job.input_path).suffix if batch.mode != "synthetic" else ".png"
+    out_path = st.output_path(batch.id, job.id, suffix if suffix != ".bin" else ".png")
+    write_image(out_path, result)
+    values = {"output_path": st.relative(out_path), "width": picture.width, "height": picture.height}
+    if reference is not None:
+        saved, _ = to_model_input(result)  # score what was written (8/16-bit), not the float output
+        values.update(score(_tensor(saved, model.device), x, _tensor(reference, model.device)))
+    return values
+
+
+def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
+    """Process a chunk of images; returns counts. Transient errors propagate (the task retries them)."""
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    for job_id in job_ids:
+        if not claim(ctx, job_id):
+            counts["skipped"] += 1
+            continue
+        t0 = time.perf_counter()
+        with ctx.db.session() as s:
+            job = s.get(ImageJob, job_id)
+            batch = s.get(Batch, job.batch_id)
+            version = s.get(ModelVersion, batch.model_version_id) if batch.model_version_id else None
+            s.expunge_all()
+        if batch.status == QUEUED:
+            refresh_batch(ctx.db, batch.id)  # shows the batch as running
+        try:
+            model = ctx.model(version.path if version else ctx.settings.model_path or "")
+            values = process_image(ctx, job, batch, model)
+            finish(ctx, job_id, status=DONE, error=None, seconds=time.perf_counter() - t0, **values)
+            counts["done"] += 1
+        except ImageError as exc:  # named by the user's file name, not the id it is stored under
+            finish(ctx, job_id, status=FAILED, error=f"{job.original_name}: {exc.reason}",
+                   seconds=time.perf_counter() - t0)
+            counts["failed"] += 1
+        except TRANSIENT:
+            with ctx.db.session() as s:  # give it back at once so a retry can claim it
+                s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.worker == ctx.name)
+                          .values(status=QUEUED, lease_expires_at=None))
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded as failed with its message, never as done
+            log.exception("image %s failed", job_id)
+            finish(ctx, job_id, status=FAILED, seconds=time.perf_counter() - t0,
+                   error=f"{job.original_name}: could not be processed ({exc.__class__.__name__}: {exc})")
+            counts["failed"] += 1
+        refresh_batch(ctx.db, batch.id)  # progress lives in the database; the last image finishes the batch
+    return counts
