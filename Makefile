@@ -10,14 +10,12 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,photos,server]'
 	touch $(STAMP)
 
-# Until the job system lands: blur a few sample photos and sharpen them with the shipped model.
+# The whole stack on this machine, no configuration: SQLite + embedded Redis under ./var. Ctrl-C stops it.
 run: install
-	$(BIN)/sharpen samples --out var/samples/blurred --sigma 2
-	$(BIN)/sharpen enhance var/samples/blurred --out var/samples/sharpened
-	@echo "blurred inputs: var/samples/blurred   sharpened: var/samples/sharpened"
+	$(BIN)/sharpen up
 
 test: install
 	$(BIN)/python -m pytest -q tests

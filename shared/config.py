@@ -20,9 +20,9 @@ class Settings:
     device: str = "auto"
     max_pixels: int = 100_000_000      # images larger than this fail with a clear message
     chunk_size: int = 8                # images per sharpening task (a GPU sees full batches)
-    lease_seconds: int = 600           # a running image whose lease expired is handed out again
+    lease_seconds: int = 60            # renewed while a worker holds a row; expired = the worker died
     requeue_after: int = 60            # queued rows without progress this long are sent again
-    visibility_timeout: int = 3900     # > the longest task (a training run checkpoints and resumes)
+    visibility_timeout: int = 3600     # Redis redelivers an unacked message after this: > the longest task
     max_attempts: int = 3              # transient failures retried up to this many times
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000

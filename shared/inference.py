@@ -60,6 +60,7 @@ def save_model(path: Path, net: nn.Module, arch: str, meta: dict) -> str:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,19 +1,19 @@
 """Training runs through the queue: a ``TrainingRun`` row in, epochs and a ``ModelVersion`` out.
 
-The run claims a lease and renews it from a heartbeat thread; a worker that dies stops renewing, the
+The run claims a lease and renews it while it trains (``shared.lease``); a worker that dies stops renewing, the
 periodic job sends the run again, and it resumes from its checkpoint. Epoch rows are upserted, so an
 epoch repeated after a crash is recorded once.
 """
 from __future__ import annotations
 
 import shutil
-import threading
 from datetime import timedelta
 
 import torch
 from sqlalchemy import or_, select, update
 
 from shared.inference import load_model
+from shared.lease import keep_lease
 from shared.models import DONE, FAILED, QUEUED, RUNNING, EpochMetric, TrainingRun, utcnow
 from shared.registry import activate_model, active_model, register_model
 
@@ -43,13 +43,6 @@ def _claim(ctx, run_id: int) -> bool:
         return res.rowcount == 1
 
 
-def _heartbeat(ctx, run_id: int, stop: threading.Event) -> None:
-    while not stop.wait(max(1.0, ctx.settings.lease_seconds / 4)):
-        with ctx.db.session() as s:
-            s.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.worker == ctx.name)
-                      .values(lease_expires_at=utcnow() + timedelta(seconds=ctx.settings.lease_seconds)))
-
-
 def record_epoch(ctx, run_id: int, epoch: int, metrics: dict, epochs_total: int) -> None:
     """Upsert the epoch's row and the run's progress."""
     with ctx.db.session() as s:
@@ -76,15 +69,13 @@ def run_training(ctx, run_id: int) -> str:
     """Run (or resume) a queued training run to completion; returns its final status."""
     if not _claim(ctx, run_id):
         return "skipped"
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(ctx, run_id, stop), daemon=True)
-    beat.start()
     try:
         with ctx.db.session() as s:
             run = s.get(TrainingRun, run_id)
             cfg, activate_if_better = TrainConfig.from_dict(run.config), run.activate_if_better
-        result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False,
-                       on_epoch=lambda e, m: record_epoch(ctx, run_id, e, m, cfg.epochs))
+        with keep_lease(ctx.db, TrainingRun, run_id, ctx.name, ctx.settings.lease_seconds):
+            result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False,
+                           on_epoch=lambda e, m: record_epoch(ctx, run_id, e, m, cfg.epochs))
         ctx.storage.models_dir.mkdir(parents=True, exist_ok=True)
         dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
         shutil.copyfile(result.model_path, dst)
@@ -105,7 +96,6 @@ def run_training(ctx, run_id: int) -> str:
                 error=f"{exc.__class__.__name__}: {exc}"))
         return FAILED
     finally:
-        stop.set()
         torch.set_grad_enabled(True)
 
 

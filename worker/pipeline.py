@@ -25,6 +25,7 @@ from shared.db import Database
 from shared.degrade import Degradation, degrade
 from shared.imageio import ImageError, Picture, from_model_output, read_image, to_model_input, write_image
 from shared.inference import LoadedModel, load_model, sharpen_tensor
+from shared.lease import keep_lease
 from shared.metrics import psnr_torch, ssim_torch
 from shared.models import DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
 from shared.storage import Storage
@@ -54,8 +55,11 @@ class WorkerContext:
         return self.models[path]
 
 
-def claim(ctx: WorkerContext, job_id: int) -> bool:
-    """Take the image if it is queued, or running with an expired lease (its worker died)."""
+def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersion | None] | None:
+    """Take the image if it is queued, or running with an expired lease (its worker died).
+
+    Returns (job, batch, model version) detached from the session, or None when the image is not ours.
+    """
     now = utcnow()
     with ctx.db.session() as s:
         res = s.execute(
@@ -65,7 +69,13 @@ def claim(ctx: WorkerContext, job_id: int) -> bool:
                        (ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
             .values(status=RUNNING, attempts=ImageJob.attempts + 1, worker=ctx.name, started_at=now,
                     lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds)))
-        return res.rowcount == 1
+        if res.rowcount != 1:
+            return None
+        job = s.get(ImageJob, job_id)
+        batch = s.get(Batch, job.batch_id)
+        version = s.get(ModelVersion, batch.model_version_id) if batch.model_version_id else None
+        s.expunge_all()
+        return job, batch, version
 
 
 def finish(ctx: WorkerContext, job_id: int, **values) -> None:
@@ -123,21 +133,21 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
 def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
     """Process a chunk of images; returns counts. Transient errors propagate (the task retries them)."""
     counts = {"done": 0, "failed": 0, "skipped": 0}
+    touched: set[int] = set()
     for job_id in job_ids:
-        if not claim(ctx, job_id):
+        claimed = claim(ctx, job_id)
+        if claimed is None:
             counts["skipped"] += 1
             continue
         t0 = time.perf_counter()
-        with ctx.db.session() as s:
-            job = s.get(ImageJob, job_id)
-            batch = s.get(Batch, job.batch_id)
-            version = s.get(ModelVersion, batch.model_version_id) if batch.model_version_id else None
-            s.expunge_all()
-        if batch.status == QUEUED:
+        job, batch, version = claimed
+        if batch.id not in touched:
+            touched.add(batch.id)
             refresh_batch(ctx.db, batch.id)  # shows the batch as running
         try:
             model = ctx.model(version.path if version else ctx.settings.model_path or "")
-            values = process_image(ctx, job, batch, model)
+            with keep_lease(ctx.db, ImageJob, job_id, ctx.name, ctx.settings.lease_seconds):
+                values = process_image(ctx, job, batch, model)
             finish(ctx, job_id, status=DONE, error=None, seconds=time.perf_counter() - t0, **values)
             counts["done"] += 1
         except ImageError as exc:  # named by the user's file name, not the id it is stored under
@@ -154,5 +164,6 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
             finish(ctx, job_id, status=FAILED, seconds=time.perf_counter() - t0,
                    error=f"{job.original_name}: could not be processed ({exc.__class__.__name__}: {exc})")
             counts["failed"] += 1
-        refresh_batch(ctx.db, batch.id)  # progress lives in the database; the last image finishes the batch
+    for batch_id in touched:  # progress lives in the database; the last image finishes the batch
+        refresh_batch(ctx.db, batch_id)
     return counts

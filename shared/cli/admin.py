@@ -151,8 +151,8 @@ def runs(ctx: Context, run_id):
     with ctx.db.session() as s:
         if run_id is None:
             for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(20)):
-                click.echo(f"run {r.id} {r.status:<8} {r.config.get('arch')} {r.epochs_done}/{r.epochs_total} "
-                           f"epochs, attempts {r.attempts}{'  activated' if r.activated else ''}"
+                click.echo(f"run {r.id} {r.status} ({r.config.get('arch')} {r.epochs_done}/{r.epochs_total} "
+                           f"epochs, attempts {r.attempts}){'  activated' if r.activated else ''}"
                            + (f"  error: {r.error}" if r.error else ""))
             return
         for e in s.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch)):

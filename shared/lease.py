@@ -1,0 +1,38 @@
+"""Leases: a worker holds a row (an image, a training run) only while it keeps renewing the lease.
+
+A worker that dies stops renewing; once ``lease_expires_at`` passes, the scheduler hands the row out again.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Iterator
+
+from sqlalchemy import update
+
+from .db import Database
+from .models import utcnow
+
+
+@contextmanager
+def keep_lease(db: Database, table, row_id: int, worker: str, seconds: float) -> Iterator[None]:
+    """Renew ``table`` row ``row_id``'s lease every ``seconds / 4`` while the block runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(max(0.5, seconds / 4)):
+            try:
+                with db.session() as s:
+                    s.execute(update(table).where(table.id == row_id, table.worker == worker)
+                              .values(lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+            except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease; try again next tick
+                continue
+
+    thread = threading.Thread(target=renew, name=f"lease-{table.__tablename__}-{row_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

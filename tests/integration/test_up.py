@@ -1,0 +1,55 @@
+"""`sharpen up` on a fresh directory with no configuration, and `sharpen submit --wait` from a second shell."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .conftest import blurred_and_sharp
+from .services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_up_then_submit_and_wait_from_another_shell(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_ROOT")}
+    env.update(PYTHONPATH=str(ROOT), SHARPEN_PORT=str(free_port()), OMP_NUM_THREADS="1")
+    cwd = tmp_path / "fresh"
+    cwd.mkdir()
+    folder, _ = blurred_and_sharp(tmp_path / "data", 12)
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], cwd=cwd, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        url = f"http://127.0.0.1:{env['SHARPEN_PORT']}/"
+        while True:  # the dashboard answers once the stack is up
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            try:
+                if urllib.request.urlopen(url, timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.5)
+        assert (cwd / "var" / "redis" / "redis.sock").exists()  # the embedded Redis, under ./var
+        assert (cwd / "var" / "sharpen.db").exists()
+        # a second shell in the same directory finds the stack without flags
+        out = subprocess.run([sys.executable, "-m", "shared.cli", "submit", str(folder), "--wait", "--timeout",
+                              "180"], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stderr + (tmp_path / "up.log").read_text()
+        batch_id = out.stdout.split()[0]
+        assert f"batch {batch_id} [restore] done: 12/12 (12 done, 0 failed)" in out.stdout
+        assert len(list((cwd / "var" / "batches" / batch_id / "output").iterdir())) == 12
+        assert f">{batch_id}<" in urllib.request.urlopen(url, timeout=5).read().decode()
+    finally:
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
+        code = up.wait(timeout=60)
+    assert code == 0, (tmp_path / "up.log").read_text()
+    assert not (cwd / "var" / "redis" / "redis.sock").exists()
+    text = (tmp_path / "up.log").read_text()
+    assert "Sharpen is up" in text and "stopping" in text
