@@ -22,6 +22,9 @@ class TrainConfig:
     warmup_steps: int = 500              # linear warm-up from lr/100: full-rate first steps kill ReLUs
     weight_decay: float = 0.0
     pixel_loss: str = "l1"               # "l1" or "mse", to the sharp ground truth
+    balance_sigma: bool = False          # divide each crop's pixel loss by its blurred input's, so mild blur
+                                         # weighs as much as strong blur (strong blur dominates a plain mean)
+    init_from: str | None = None         # start from this model file's weights (fine-tuning)
     w_pixel: float = 1.0
     w_output_kd: float = 0.0             # student output vs teacher output (needs teacher)
     w_feature_kd: float = 0.0            # ResNet18 features of student output vs those of the teacher output

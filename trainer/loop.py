@@ -109,6 +109,11 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         {"train": [str(p) for p in train_files], "val": [str(p) for p in val_files]}, indent=1))
 
     net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
+    if cfg.init_from:
+        start = load_model(cfg.init_from, "cpu")
+        if start.arch != cfg.arch:
+            raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
+        net.load_state_dict(start.net.state_dict())
     teacher = None
     if cfg.teacher:
         teacher = load_model(cfg.teacher, device).net.requires_grad_(False).eval()
@@ -152,7 +157,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                     with torch.no_grad():
                         teacher_out = teacher(blurred).float().clamp(0, 1)
                 pred = net(blurred)
-                loss, terms = loss_fn(pred.float(), sharp, teacher_out)
+                loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

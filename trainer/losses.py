@@ -18,6 +18,14 @@ def pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Ten
     raise ValueError(f"unknown pixel loss {kind!r}: use l1 or mse")
 
 
+def balanced_pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
+    """Mean over crops of loss(pred) / loss(blurred input): 1.0 = no better than doing nothing."""
+    dims = tuple(range(1, pred.ndim))
+    err = (pred - target).abs() if kind == "l1" else (pred - target) ** 2
+    base = (blurred - target).abs() if kind == "l1" else (blurred - target) ** 2
+    return (err.mean(dims) / base.mean(dims).clamp_min(1e-4)).mean()
+
+
 class DistillationLoss(nn.Module):
     """Weighted sum of the three terms; returns (total, {term: detached tensor}) for logging."""
 
@@ -26,9 +34,13 @@ class DistillationLoss(nn.Module):
         self.cfg = cfg
         self.features = ResNet18Features(cfg.feature_init, cfg.feature_layers) if cfg.w_feature_kd > 0 else None
 
-    def forward(self, pred: torch.Tensor, sharp: torch.Tensor, teacher_out: torch.Tensor | None):
+    def forward(self, pred: torch.Tensor, sharp: torch.Tensor, teacher_out: torch.Tensor | None,
+                blurred: torch.Tensor | None = None):
         cfg = self.cfg
-        terms = {"pixel": pixel_loss(cfg.pixel_loss, pred, sharp) * cfg.w_pixel}
+        if cfg.balance_sigma:
+            terms = {"pixel": balanced_pixel_loss(cfg.pixel_loss, pred, sharp, blurred) * cfg.w_pixel}
+        else:
+            terms = {"pixel": pixel_loss(cfg.pixel_loss, pred, sharp) * cfg.w_pixel}
         if cfg.w_output_kd > 0:
             if teacher_out is None:
                 raise ValueError("output distillation needs a teacher (--teacher PATH)")
