@@ -42,6 +42,17 @@ def assert_scores_match_skimage(stack, batch_id):
     assert batch.mean_input_psnr == pytest.approx(np.mean([j.input_psnr for j in jobs]), abs=1e-9)
 
 
+def submit_and_wait_for_progress(stack, tmp_path, done: int) -> int:
+    """Submit 50 images and return once ``done`` of them are finished."""
+    folder, _ = blurred_and_sharp(tmp_path / "data", 50, size=160)
+    batch_id = stack.submit(inputs_from(folder), mode="restore")
+    deadline = time.time() + 120
+    while stack.batch(batch_id).done_count < done:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    return batch_id
+
+
 def test_fifty_images_in_each_mode(make_stack, db_url, redis_url, tmp_path):
     stack = make_stack(db_url, redis_url)
     stack.start("worker", "--queue", "sharpen")
@@ -98,12 +109,7 @@ def test_worker_killed_mid_batch_loses_nothing(make_stack, sqlite_url, redis_url
     stack = make_stack(sqlite_url, redis_url)
     worker = stack.start("worker", "--queue", "sharpen")
     stack.start("scheduler")
-    folder, _ = blurred_and_sharp(tmp_path / "data", 50, size=160)
-    batch_id = stack.submit(inputs_from(folder), mode="restore")
-    deadline = time.time() + 120
-    while stack.batch(batch_id).done_count < 5:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    batch_id = submit_and_wait_for_progress(stack, tmp_path, done=5)
     stack.kill(worker)  # SIGKILL mid-batch: its image stays "running" with a lease, its message unacked
     assert stack.batch(batch_id).done_count < 50
     stack.start("worker", "--queue", "sharpen")
@@ -118,12 +124,7 @@ def test_redis_lost_mid_batch_is_recovered(make_stack, sqlite_url, private_redis
     stack = make_stack(sqlite_url, private_redis.url)
     stack.start("worker", "--queue", "sharpen")
     stack.start("scheduler")
-    folder, _ = blurred_and_sharp(tmp_path / "data", 50, size=160)
-    batch_id = stack.submit(inputs_from(folder), mode="restore")
-    deadline = time.time() + 120
-    while stack.batch(batch_id).done_count < 3:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    batch_id = submit_and_wait_for_progress(stack, tmp_path, done=3)
     if how == "flush":
         redis.Redis.from_url(private_redis.url).flushall()
     else:

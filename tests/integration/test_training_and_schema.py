@@ -46,13 +46,15 @@ def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url,
     stack = make_stack(sqlite_url, redis_url)
     stack.start("worker", "--queue", "train")
     run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--epochs", "1",
-                         "--patches-per-image", "2", *TRAIN_ARGS).split()[0])
+                         "--patches-per-image", "2", "--activate-if-better", *TRAIN_ARGS).split()[0])
     run = wait_run(stack, run_id)
     assert run.status == "done", run.error
+    assert not run.activated  # one tiny epoch does not beat the shipped model on the same validation set
     assert epochs_of(stack, run_id) == [1]
     with stack.db.session() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run_id))
         assert version is not None and version.arch == "student-s2d" and not version.active
+        assert s.scalar(select(ModelVersion).where(ModelVersion.active.is_(True))).name == "shipped default"
         assert "val_ssim" in version.metrics
     assert f"run {run_id} done" in sharpen(stack, "runs")
     assert f"run{run_id}-student-s2d" in sharpen(stack, "models")

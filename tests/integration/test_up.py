@@ -1,6 +1,7 @@
 """`sharpen up` on a fresh directory with no configuration, and `sharpen submit --wait` from a second shell."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,15 @@ def test_up_then_submit_and_wait_from_another_shell(tmp_path):
         batch_id = out.stdout.split()[0]
         assert f"batch {batch_id} [restore] done: 12/12 (12 done, 0 failed)" in out.stdout
         assert len(list((cwd / "var" / "batches" / batch_id / "output").iterdir())) == 12
+        cli = lambda *args: subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=cwd, env=env,  # noqa
+                                           capture_output=True, text=True, timeout=60, check=True).stdout
+        data = json.loads(cli("metrics", batch_id, "--json"))
+        assert data["batch"]["done_count"] == 12 and len(data["images"]) == 12
+        assert {im["original_name"] for im in data["images"]} == {f"img{i:03d}.png" for i in range(12)}
+        assert "12 images written" in cli("results", batch_id, "--out", str(tmp_path / "results"))
+        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [f"img{i:03d}.png" for i in range(12)]
+        assert f"batch {batch_id} [restore] done" in cli("batches")
+        assert "12 done, 0 failed" in cli("status", batch_id)
         assert f">{batch_id}<" in urllib.request.urlopen(url, timeout=5).read().decode()
     finally:
         os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
