@@ -5,6 +5,9 @@ an image only while it is queued (or its lease expired).
 """
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +19,7 @@ from sqlalchemy.orm import Session
 from shared.db import Database
 from shared.models import DONE, FAILED, MODES, QUEUED, RUNNING, Batch, ImageJob, utcnow
 from shared.registry import active_model
-from shared.storage import Storage, atomic_copy, atomic_write
+from shared.storage import Storage, atomic_copy, atomic_write, safe_suffix
 
 SHARPEN_TASK = "sharpen.process_images"
 SHARPEN_QUEUE = "sharpen"
@@ -54,10 +57,11 @@ def pair_references(inputs: list[InputFile], reference_dir: Path) -> list[InputF
 
 def create_batch(db: Database, storage: Storage, inputs: list[InputFile], *, mode: str = "restore",
                  sigma: float | None = None, name: str | None = None) -> int:
-    """Insert a Batch and its ImageJobs, copy the files under the storage root; returns the batch id.
+    """Insert a Batch and its ImageJobs, with the files under the storage root; returns the batch id.
 
     paired: each input needs ``reference``; one without fails at once with a message.
     synthetic: inputs are sharp originals, kept as the reference; the worker blurs them with ``sigma``.
+    Files are copied into a staging folder first, so the (short) transaction never waits on file copies.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
@@ -65,35 +69,49 @@ def create_batch(db: Database, storage: Storage, inputs: list[InputFile], *, mod
         raise ValueError("synthetic mode needs a blur σ > 0 (--sigma)")
     if not inputs:
         raise ValueError("a batch needs at least one image")
-    with db.session() as s:
-        version = active_model(s)
-        batch = Batch(name=name or inputs[0].name, mode=mode, sigma=sigma if mode == "synthetic" else None,
-                      status=QUEUED, total=len(inputs), model_version_id=version.id, model_sha256=version.sha256)
-        s.add(batch)
-        s.flush()
-        for pos, item in enumerate(inputs):
-            job = ImageJob(batch_id=batch.id, position=pos, original_name=item.name[:500], input_path="",
-                           status=QUEUED)
-            s.add(job)
+    staging = storage.root / "staging" / uuid.uuid4().hex
+    staged: list[tuple[Path, Path | None]] = []
+    for pos, item in enumerate(inputs):
+        main = staging / f"{pos}{safe_suffix(item.name)}"
+        item.copy_to(main)
+        ref = None
+        if mode == "paired" and item.reference is not None:
+            ref = staging / f"{pos}.ref{safe_suffix(item.reference.name)}"
+            item.reference.copy_to(ref)
+        staged.append((main, ref))
+    try:
+        with db.session() as s:
+            version = active_model(s)
+            batch = Batch(name=(name or inputs[0].name)[:200], mode=mode, status=QUEUED, total=len(inputs),
+                          sigma=sigma if mode == "synthetic" else None,
+                          model_version_id=version.id, model_sha256=version.sha256)
+            s.add(batch)
             s.flush()
-            if mode == "synthetic":
-                ref = storage.reference_path(batch.id, job.id, item.name)
-                item.copy_to(ref)
-                job.reference_path = storage.relative(ref)
-                job.input_path = storage.relative(storage.input_path(batch.id, job.id, "blurred.png"))
-                continue
-            dst = storage.input_path(batch.id, job.id, item.name)
-            item.copy_to(dst)
-            job.input_path = storage.relative(dst)
-            if mode == "paired":
-                if item.reference is None:
+            jobs = [ImageJob(batch_id=batch.id, position=pos, original_name=item.name[:500], input_path="",
+                             status=QUEUED) for pos, item in enumerate(inputs)]
+            s.add_all(jobs)
+            s.flush()
+            for job, item, (main, ref) in zip(jobs, inputs, staged):
+                if mode == "synthetic":  # the original is the reference; the worker writes the blurred input
+                    dst = storage.reference_path(batch.id, job.id, item.name)
+                    job.reference_path = storage.relative(dst)
+                    job.input_path = storage.relative(storage.input_path(batch.id, job.id, "blurred.png"))
+                else:
+                    dst = storage.input_path(batch.id, job.id, item.name)
+                    job.input_path = storage.relative(dst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(main, dst)
+                if mode == "paired" and ref is None:
                     job.status, job.error = FAILED, f"{item.name}: no reference image with the same name"
                     job.finished_at = utcnow()
-                    continue
-                ref = storage.reference_path(batch.id, job.id, item.reference.name)
-                item.reference.copy_to(ref)
-                job.reference_path = storage.relative(ref)
-        batch_id = batch.id
+                elif ref is not None:
+                    rdst = storage.reference_path(batch.id, job.id, item.reference.name)
+                    rdst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(ref, rdst)
+                    job.reference_path = storage.relative(rdst)
+            batch_id = batch.id
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     refresh_batch(db, batch_id)  # a batch whose every image failed up front is already finished
     return batch_id
 
@@ -123,6 +141,9 @@ def enqueue_batch(db: Database, send: Sender, batch_id: int, chunk_size: int) ->
 def refresh_batch(db: Database, batch_id: int) -> Batch:
     """Recount a batch from its images; when none is left queued or running, mark it done with its means."""
     with db.session() as s:
+        # Take the batch row's write lock before counting (SQLite: the database write lock), so two workers
+        # finishing the last images at once cannot both count before either writes.
+        s.execute(update(Batch).where(Batch.id == batch_id).values(id=Batch.id))
         done = ImageJob.status == DONE
         row = s.execute(
             select(func.count(), func.sum(case((done, 1), else_=0)),
@@ -156,3 +177,10 @@ def stranded_jobs(session: Session, requeue_after: float, now=None) -> tuple[lis
     expired = list(session.scalars(select(ImageJob.id).where(
         ImageJob.status == RUNNING, ImageJob.lease_expires_at < now).order_by(ImageJob.id)))
     return queued, expired
+
+
+def unfinished_batches(session: Session) -> list[int]:
+    """Batches not marked done although none of their images is queued or running (a worker died between
+    finishing the last image and recounting the batch)."""
+    busy = select(ImageJob.batch_id).where(ImageJob.status.in_((QUEUED, RUNNING)))
+    return list(session.scalars(select(Batch.id).where(Batch.status != DONE, Batch.id.not_in(busy))))

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from shared.models import FAILED, QUEUED, RUNNING, ImageJob, TrainingRun, utcnow
 
-from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs
+from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs, unfinished_batches
 
 TRAIN_TASK, TRAIN_QUEUE = "sharpen.train_run", "train"
 
@@ -40,31 +40,38 @@ def requeue_stranded(ctx, app: Celery, now=None) -> dict:
     send = celery_sender(app)
     with db.session() as s:
         queued, expired = stranded_jobs(s, settings.requeue_after, now)
-        given_up = list(s.scalars(select(ImageJob.id).where(ImageJob.id.in_(expired),
-                                                            ImageJob.attempts >= settings.max_attempts)))
-        if given_up:
-            s.execute(update(ImageJob).where(ImageJob.id.in_(given_up)).values(
-                status=FAILED, lease_expires_at=None, finished_at=now,
-                error=f"gave up after {settings.max_attempts} attempts: the worker stopped each time while "
-                      "processing this image (out of memory?)"))
+        exhausted = (ImageJob.attempts >= settings.max_attempts) & (
+            (ImageJob.status == QUEUED) | ((ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
+        given_up = list(s.scalars(select(ImageJob.id).where(exhausted)))
+        s.execute(update(ImageJob).where(ImageJob.id.in_(given_up)).values(
+            status=FAILED, lease_expires_at=None, finished_at=now,
+            error=f"gave up after {settings.max_attempts} attempts: the worker stopped or failed each time while "
+                  "processing this image (out of memory?)"))
         retry = [i for i in expired if i not in set(given_up)]
         s.execute(update(ImageJob).where(ImageJob.id.in_(retry), ImageJob.status == RUNNING)
                   .values(status=QUEUED, lease_expires_at=None))
         batch_ids = set(s.scalars(select(ImageJob.batch_id).where(ImageJob.id.in_(given_up + retry))))
+        batch_ids |= set(unfinished_batches(s))
     if queue_length(app, SHARPEN_QUEUE):
         queued = []  # their messages are most likely still waiting; look again when the queue drains
-    resend = sorted(set(retry) | set(queued))
+    resend = sorted((set(retry) | set(queued)) - set(given_up))
     enqueue_jobs(db, send, resend, settings.chunk_size)
     for batch_id in batch_ids:
         refresh_batch(db, batch_id)
     runs = requeue_training_runs(ctx, app, now)
-    return {"images_resent": len(resend), "images_given_up": len(given_up), "runs_resent": runs}
+    return {"images_resent": len(resend), "images_given_up": len(given_up), "batches_refreshed": len(batch_ids),
+            "runs_resent": runs}
 
 
 def requeue_training_runs(ctx, app: Celery, now) -> int:
     stale = now - timedelta(seconds=ctx.settings.requeue_after)
     train_waiting = queue_length(app, TRAIN_QUEUE)
     with ctx.db.session() as s:
+        s.execute(update(TrainingRun).where(
+            TrainingRun.attempts >= ctx.settings.max_attempts,
+            (TrainingRun.status == QUEUED) | ((TrainingRun.status == RUNNING) & (TrainingRun.lease_expires_at < now)))
+            .values(status=FAILED, finished_at=now, lease_expires_at=None,
+                    error=f"gave up after {ctx.settings.max_attempts} attempts: the trainer stopped each time"))
         dead = list(s.scalars(select(TrainingRun.id).where(TrainingRun.status == RUNNING,
                                                            TrainingRun.lease_expires_at < now)))
         s.execute(update(TrainingRun).where(TrainingRun.id.in_(dead)).values(status=QUEUED, lease_expires_at=None))

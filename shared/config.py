@@ -23,7 +23,7 @@ class Settings:
     lease_seconds: int = 60            # renewed while a worker holds a row; expired = the worker died
     requeue_after: int = 60            # queued rows without progress this long are sent again
     visibility_timeout: int = 3600     # Redis redelivers an unacked message after this: > the longest task
-    max_attempts: int = 3              # transient failures retried up to this many times
+    max_attempts: int = 3              # claims of one image or run (worker deaths included) before giving up
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
 
@@ -64,6 +64,7 @@ class Settings:
         for name, key in (("max_pixels", "SHARPEN_MAX_PIXELS"), ("chunk_size", "SHARPEN_CHUNK_SIZE"),
                           ("lease_seconds", "SHARPEN_LEASE_SECONDS"), ("requeue_after", "SHARPEN_REQUEUE_AFTER"),
                           ("visibility_timeout", "SHARPEN_VISIBILITY_TIMEOUT"),
+                          ("max_attempts", "SHARPEN_MAX_ATTEMPTS"),
                           ("dashboard_port", "SHARPEN_PORT")):
             if env.get(key):
                 values[name] = int(env[key])
@@ -80,4 +81,5 @@ class Settings:
                 "SHARPEN_LEASE_SECONDS": str(self.lease_seconds),
                 "SHARPEN_REQUEUE_AFTER": str(self.requeue_after),
                 "SHARPEN_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+                "SHARPEN_MAX_ATTEMPTS": str(self.max_attempts),
                 "SHARPEN_HOST": self.dashboard_host, "SHARPEN_PORT": str(self.dashboard_port)}

@@ -7,9 +7,14 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
+
+
+# Errors that pass: a busy or restarting database, a dropped connection. Retried, never recorded as failures.
+TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError)
 
 
 def normalize_url(url: str) -> str:

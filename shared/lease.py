@@ -15,24 +15,35 @@ from .db import Database
 from .models import utcnow
 
 
+class Lease:
+    """Handle of a kept lease: ``lost`` is set when a renewal finds the row taken by another worker."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+
+
 @contextmanager
-def keep_lease(db: Database, table, row_id: int, worker: str, seconds: float) -> Iterator[None]:
+def keep_lease(db: Database, table, row_id: int, worker: str, seconds: float) -> Iterator[Lease]:
     """Renew ``table`` row ``row_id``'s lease every ``seconds / 4`` while the block runs."""
     stop = threading.Event()
+    lease = Lease()
 
     def renew() -> None:
         while not stop.wait(max(0.5, seconds / 4)):
             try:
                 with db.session() as s:
-                    s.execute(update(table).where(table.id == row_id, table.worker == worker)
-                              .values(lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+                    res = s.execute(update(table).where(table.id == row_id, table.worker == worker)
+                                    .values(lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+                    if res.rowcount == 0:
+                        lease.lost.set()
+                        return
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease; try again next tick
                 continue
 
     thread = threading.Thread(target=renew, name=f"lease-{table.__tablename__}-{row_id}", daemon=True)
     thread.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
         thread.join()

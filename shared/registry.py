@@ -11,8 +11,12 @@ from .models import ModelVersion
 
 
 def register_model(session: Session, path: Path, name: str | None = None, *, activate: bool = False,
-                   training_run_id: int | None = None) -> ModelVersion:
-    """Record a model file (idempotent on its sha256)."""
+                   training_run_id: int | None = None, storage_root: Path | None = None) -> ModelVersion:
+    """Record a model file (idempotent on its sha256).
+
+    A file under ``storage_root`` is recorded relative to it, so workers on other machines that mount the
+    storage elsewhere find it; the shipped model is recorded by its installed path.
+    """
     path = Path(path).absolute()
     sha = file_sha256(path)
     existing = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == sha))
@@ -21,7 +25,10 @@ def register_model(session: Session, path: Path, name: str | None = None, *, act
             activate_model(session, existing.id)
         return existing
     meta = load_model(path, "cpu")
-    version = ModelVersion(name=name or path.stem, path=str(path), sha256=sha, arch=meta.arch,
+    stored = str(path)
+    if storage_root is not None and path.is_relative_to(Path(storage_root).absolute()):
+        stored = str(path.relative_to(Path(storage_root).absolute()))
+    version = ModelVersion(name=name or path.stem, path=stored, sha256=sha, arch=meta.arch,
                            metrics=meta.meta.get("metrics", {}), training_run_id=training_run_id)
     session.add(version)
     session.flush()

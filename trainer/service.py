@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 
-import torch
 from sqlalchemy import or_, select, update
 
+from shared.db import TRANSIENT_ERRORS
 from shared.inference import load_model
 from shared.lease import keep_lease
 from shared.models import DONE, FAILED, QUEUED, RUNNING, EpochMetric, TrainingRun, utcnow
@@ -36,6 +36,7 @@ def _claim(ctx, run_id: int) -> bool:
     with ctx.db.session() as s:
         res = s.execute(update(TrainingRun).where(
             TrainingRun.id == run_id,
+            TrainingRun.attempts < ctx.settings.max_attempts,
             or_(TrainingRun.status == QUEUED, (TrainingRun.status == RUNNING) & (TrainingRun.lease_expires_at < now)))
             .values(status=RUNNING, attempts=TrainingRun.attempts + 1, worker=ctx.name, started_at=now,
                     run_dir=ctx.storage.relative(ctx.storage.run_dir(run_id)),
@@ -59,44 +60,57 @@ def _active_score(ctx, cfg: TrainConfig) -> float | None:
     """Validation SSIM of the active model on this run's own validation set (same pairs, same code)."""
     with ctx.db.session() as s:
         version = active_model(s)
-        path = version.path
+        path = ctx.storage.resolve(version.path)
     model = load_model(path, ctx.settings.device)
     _, val_files = split_sources(cfg)
     return evaluate(model.net, model.arch, validation_set(val_files, cfg), model.device)["val_ssim"]
 
 
+def _end(ctx, run_id: int, **values) -> None:
+    """Final status, only while this worker still holds the run."""
+    with ctx.db.session() as s:
+        s.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.worker == ctx.name,
+                                            TrainingRun.status == RUNNING)
+                  .values(finished_at=utcnow(), lease_expires_at=None, **values))
+
+
 def run_training(ctx, run_id: int) -> str:
-    """Run (or resume) a queued training run to completion; returns its final status."""
+    """Run (or resume) a queued training run to completion; returns its final status.
+
+    Transient errors (database, connection) propagate and leave the run's lease to lapse, so it is resumed
+    later; any other error fails the run with its message.
+    """
     if not _claim(ctx, run_id):
         return "skipped"
-    try:
-        with ctx.db.session() as s:
-            run = s.get(TrainingRun, run_id)
-            cfg, activate_if_better = TrainConfig.from_dict(run.config), run.activate_if_better
-        with keep_lease(ctx.db, TrainingRun, run_id, ctx.name, ctx.settings.lease_seconds):
-            result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False,
-                           on_epoch=lambda e, m: record_epoch(ctx, run_id, e, m, cfg.epochs))
-        ctx.storage.models_dir.mkdir(parents=True, exist_ok=True)
-        dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
-        shutil.copyfile(result.model_path, dst)
-        activated = False
-        if activate_if_better:
-            activated = result.final["val_ssim"] > (_active_score(ctx, cfg) or -1.0)
-        with ctx.db.session() as s:
-            version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id)
-            if activated:
-                activate_model(s, version.id)
-            s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
-                status=DONE, finished_at=utcnow(), lease_expires_at=None, activated=activated, error=None))
-        return DONE
-    except Exception as exc:  # noqa: BLE001 - the run is marked failed with a readable message
-        with ctx.db.session() as s:
-            s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(
-                status=FAILED, finished_at=utcnow(), lease_expires_at=None,
-                error=f"{exc.__class__.__name__}: {exc}"))
-        return FAILED
-    finally:
-        torch.set_grad_enabled(True)
+    with ctx.db.session() as s:
+        run = s.get(TrainingRun, run_id)
+        cfg, activate_if_better = TrainConfig.from_dict(run.config), run.activate_if_better
+
+    with keep_lease(ctx.db, TrainingRun, run_id, ctx.name, ctx.settings.lease_seconds) as lease:
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            if lease.lost.is_set():
+                raise LeaseLost(f"run {run_id} was taken over by another worker")
+            record_epoch(ctx, run_id, epoch, metrics, cfg.epochs)
+
+        try:
+            result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False, on_epoch=on_epoch)
+            dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(result.model_path, dst)
+            activated = bool(activate_if_better and result.final["val_ssim"] > (_active_score(ctx, cfg) or -1.0))
+            with ctx.db.session() as s:
+                version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id,
+                                         storage_root=ctx.storage.root)
+                if activated:
+                    activate_model(s, version.id)
+            _end(ctx, run_id, status=DONE, activated=activated, error=None)
+            return DONE
+        except (LeaseLost, *TRANSIENT_ERRORS):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the run is marked failed with a readable message
+            _end(ctx, run_id, status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
+            return FAILED
 
 
-
+class LeaseLost(RuntimeError):
+    """Another worker took the run over (this one was presumed dead): stop without touching its rows."""

@@ -17,21 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from sqlalchemy import or_, update
-from sqlalchemy.exc import OperationalError
 
 from scheduler.enqueue import refresh_batch
 from shared.config import Settings
-from shared.db import Database
+from shared.db import TRANSIENT_ERRORS, Database
 from shared.degrade import Degradation, degrade
 from shared.imageio import ImageError, Picture, from_model_output, read_image, to_model_input, write_image
-from shared.inference import LoadedModel, load_model, sharpen_tensor
+from shared.inference import LoadedModel, ModelFileError, load_model, sharpen_tensor
 from shared.lease import keep_lease
 from shared.metrics import psnr_torch, ssim_torch
 from shared.models import DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError, ConnectionError, TimeoutError)  # retried by the task; everything else fails
+SCORE_ON_DEVICE_MAX_PIXELS = 16_000_000  # SSIM needs ~40 float maps of the image: larger ones score on the CPU
+TRANSIENT = TRANSIENT_ERRORS  # retried by the task with backoff
+# The worker, not the image, is at fault: give the image back and fail the task (it is sent again later).
+WORKER_FAULTS = TRANSIENT + (ModelFileError, OSError, torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -47,11 +49,16 @@ class WorkerContext:
     def from_settings(cls, settings: Settings) -> "WorkerContext":
         return cls(settings=settings, db=Database(settings), storage=Storage(settings.storage_root))
 
-    def model(self, path: str) -> LoadedModel:
+    def model(self, version: ModelVersion | None) -> LoadedModel:
+        """The batch's model version, loaded once per process and checked against its recorded sha256."""
+        path = str(self.storage.resolve(version.path)) if version else (self.settings.model_path or "")
         if path not in self.models:
             if len(self.models) >= 3:  # keep memory bounded when versions change
                 self.models.pop(next(iter(self.models)))
-            self.models[path] = load_model(path, self.settings.device)
+            model = load_model(path or None, self.settings.device)
+            if version and model.sha256 != version.sha256:
+                raise ModelFileError(f"{path} changed since it was registered as model {version.id}")
+            self.models[path] = model
         return self.models[path]
 
 
@@ -64,7 +71,7 @@ def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersio
     with ctx.db.session() as s:
         res = s.execute(
             update(ImageJob)
-            .where(ImageJob.id == job_id,
+            .where(ImageJob.id == job_id, ImageJob.attempts < ctx.settings.max_attempts,
                    or_(ImageJob.status == QUEUED,
                        (ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
             .values(status=RUNNING, attempts=ImageJob.attempts + 1, worker=ctx.name, started_at=now,
@@ -78,12 +85,20 @@ def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersio
         return job, batch, version
 
 
-def finish(ctx: WorkerContext, job_id: int, **values) -> None:
-    """Record the outcome, only while this worker still holds the image."""
+def finish(ctx: WorkerContext, job_id: int, **values) -> bool:
+    """Record the outcome, only while this worker still holds the image; False if it lost it."""
     with ctx.db.session() as s:
-        s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.status == RUNNING,
-                                         ImageJob.worker == ctx.name)
-                  .values(finished_at=utcnow(), lease_expires_at=None, **values))
+        res = s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.status == RUNNING,
+                                               ImageJob.worker == ctx.name)
+                        .values(finished_at=utcnow(), lease_expires_at=None, **values))
+        return res.rowcount == 1
+
+
+def give_back(ctx: WorkerContext, job_id: int) -> None:
+    """Return a claimed image to the queue at once (a retry or another worker takes it)."""
+    with ctx.db.session() as s:
+        s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.worker == ctx.name,
+                                         ImageJob.status == RUNNING).values(status=QUEUED, lease_expires_at=None))
 
 
 def _tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -126,7 +141,8 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
     values = {"output_path": st.relative(out_path), "width": picture.width, "height": picture.height}
     if reference is not None:
         saved, _ = to_model_input(result)  # score what was written (8/16-bit), not the float output
-        values.update(score(_tensor(saved, model.device), x, _tensor(reference, model.device)))
+        dev = model.device if picture.width * picture.height <= SCORE_ON_DEVICE_MAX_PIXELS else torch.device("cpu")
+        values.update(score(_tensor(saved, dev), x.to(dev), _tensor(reference, dev)))
     return values
 
 
@@ -145,25 +161,23 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
             touched.add(batch.id)
             refresh_batch(ctx.db, batch.id)  # shows the batch as running
         try:
-            model = ctx.model(version.path if version else ctx.settings.model_path or "")
+            model = ctx.model(version)
             with keep_lease(ctx.db, ImageJob, job_id, ctx.name, ctx.settings.lease_seconds):
                 values = process_image(ctx, job, batch, model)
-            finish(ctx, job_id, status=DONE, error=None, seconds=time.perf_counter() - t0, **values)
-            counts["done"] += 1
+            outcome = dict(status=DONE, error=None, **values)
         except ImageError as exc:  # named by the user's file name, not the id it is stored under
-            finish(ctx, job_id, status=FAILED, error=f"{job.original_name}: {exc.reason}",
-                   seconds=time.perf_counter() - t0)
-            counts["failed"] += 1
-        except TRANSIENT:
-            with ctx.db.session() as s:  # give it back at once so a retry can claim it
-                s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.worker == ctx.name)
-                          .values(status=QUEUED, lease_expires_at=None))
+            outcome = dict(status=FAILED, error=f"{job.original_name}: {exc.reason}")
+        except WORKER_FAULTS:  # this worker cannot work (no model, disk full, GPU memory): not the image's fault
+            give_back(ctx, job_id)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as failed with its message, never as done
             log.exception("image %s failed", job_id)
-            finish(ctx, job_id, status=FAILED, seconds=time.perf_counter() - t0,
-                   error=f"{job.original_name}: could not be processed ({exc.__class__.__name__}: {exc})")
-            counts["failed"] += 1
+            outcome = dict(status=FAILED, error=f"{job.original_name}: could not be processed "
+                                                f"({exc.__class__.__name__}); the worker log has details")
+        if finish(ctx, job_id, seconds=time.perf_counter() - t0, **outcome):
+            counts["done" if outcome["status"] == DONE else "failed"] += 1
+        else:
+            counts["skipped"] += 1  # its lease was lost and another worker took it over
     for batch_id in touched:  # progress lives in the database; the last image finishes the batch
         refresh_batch(ctx.db, batch_id)
     return counts

@@ -31,7 +31,8 @@ class Stack:
 
     def __init__(self, tmp: Path, db_url: str, redis_url: str, **env):
         self.tmp = tmp
-        self.env = {**os.environ, "STORAGE_ROOT": str(tmp / "var"), "DATABASE_URL": db_url,
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("SHARPEN_")}  # this machine's settings
+        self.env = {**clean, "STORAGE_ROOT": str(tmp / "var"), "DATABASE_URL": db_url,
                     "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                     "SHARPEN_LEASE_SECONDS": "4", "SHARPEN_REQUEUE_AFTER": "3", "SHARPEN_VISIBILITY_TIMEOUT": "30",
                     "SHARPEN_CHUNK_SIZE": "4", **{k: str(v) for k, v in env.items()}}

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_up_then_submit_and_wait_from_another_shell(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_ROOT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_ROOT") and not k.startswith("SHARPEN_")}
     env.update(PYTHONPATH=str(ROOT), SHARPEN_PORT=str(free_port()), OMP_NUM_THREADS="1")
     cwd = tmp_path / "fresh"
     cwd.mkdir()
