@@ -14,7 +14,8 @@ import numpy as np
 @dataclass(frozen=True)
 class Degradation:
     """Parameters of the blur process. A fixed σ is ``sigma=(s, s)``."""
-    sigma: tuple[float, float] = (0.5, 3.0)   # Gaussian σ in pixels, drawn uniformly from this range
+    sigma: tuple[float, float] = (0.5, 3.0)   # Gaussian σ in pixels, drawn from this range
+    sigma_skew: float = 1.0                   # σ = lo + (hi - lo)·u^skew, u uniform: >1 favours mild blur
     noise: tuple[float, float] = (0.0, 0.0)   # std of additive Gaussian noise (in [0,1] units), drawn uniformly
     noise_prob: float = 0.0                   # chance that noise is added at all
     jpeg: tuple[int, int] = (90, 100)         # JPEG quality range when re-compressing
@@ -52,7 +53,8 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
 def degrade(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Apply one random draw of ``deg`` to a float32 HWC image in [0,1]. Returns (degraded, σ used)."""
     img = np.ascontiguousarray(img, dtype=np.float32)
-    sigma = float(rng.uniform(*deg.sigma)) if deg.sigma[0] != deg.sigma[1] else float(deg.sigma[0])
+    lo, hi = deg.sigma
+    sigma = lo + (hi - lo) * float(rng.random()) ** deg.sigma_skew if lo != hi else float(lo)
     out = gaussian_blur(img, sigma)
     if deg.noise_prob > 0 and rng.random() < deg.noise_prob:
         std = float(rng.uniform(*deg.noise))

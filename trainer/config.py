@@ -35,6 +35,7 @@ class TrainConfig:
     teacher_init: str = "auto"           # teacher encoder init when training the teacher
     sigma_min: float = 0.5               # Gaussian blur σ range drawn per crop
     sigma_max: float = 3.0
+    sigma_skew: float = 1.0              # >1 draws mild blur more often (σ = min + range·u^skew)
     noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
     noise_max: float = 0.01
     jpeg_prob: float = 0.0               # chance of JPEG re-compression (quality 90..100)

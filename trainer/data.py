@@ -58,7 +58,8 @@ def load_rgb(path: Path) -> np.ndarray:
 class CropDataset(Dataset):
     """``patches_per_image`` random crops per image per epoch, each blurred with a fresh random σ.
 
-    Images are decoded once and kept in memory as uint8/uint16 arrays. Randomness comes from a generator
+    Images are decoded once and kept in memory as 16-bit RGB (DIV2K's 800 training images: about 13 GB;
+    8-bit input loses nothing). Randomness comes from a generator
     seeded by (seed, epoch, index), so a resumed run draws exactly the crops it would have drawn.
     """
 
@@ -72,10 +73,10 @@ class CropDataset(Dataset):
             if min(img.shape[:2]) < cfg.crop:
                 scale = cfg.crop / min(img.shape[:2])
                 img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC).clip(0, 1)
-            self.images.append(img)
+            self.images.append(np.rint(img * 65535).astype(np.uint16))  # half the memory of float32
         self.cfg = cfg
-        self.deg = Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), noise=(0.0, cfg.noise_max),
-                               noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
+        self.deg = Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), sigma_skew=cfg.sigma_skew,
+                               noise=(0.0, cfg.noise_max), noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -87,7 +88,7 @@ class CropDataset(Dataset):
         c = self.cfg.crop
         y = int(rng.integers(0, img.shape[0] - c + 1))
         x = int(rng.integers(0, img.shape[1] - c + 1))
-        sharp = img[y:y + c, x:x + c]
+        sharp = img[y:y + c, x:x + c].astype(np.float32) / 65535
         k = int(rng.integers(0, 8))  # one of the 8 flips/rotations
         sharp = np.rot90(sharp, k % 4)
         sharp = np.ascontiguousarray(sharp[:, ::-1] if k >= 4 else sharp)

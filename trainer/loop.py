@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                   "loss": sum(sums.values()) / n, **{f"loss_{k}": v / n for k, v in sums.items()},
                   **evaluate(net, cfg.arch, val_pairs, device), "seconds": time.time() - t0}
         history.append(record)
-        if cfg.time_budget_min and epoch + 1 == min(2, cfg.epochs) and start_epoch == 0:
+        if cfg.time_budget_min and epoch + 1 == min(2, cfg.epochs):  # also when resumed after epoch 1
             # fit the run into the budget from the pace of the first epochs (the schedule follows cfg.epochs)
             left = cfg.time_budget_min * 60 - (time.time() - started)
             cfg.epochs = epoch + 1 + max(0, int(left // record["seconds"]))

@@ -54,7 +54,7 @@ def test_eval_prints_a_table_per_sigma(photo_folder, model_file):
     result = CliRunner().invoke(cli, ["eval", "--data", str(photo_folder), "--sigma", "1,2", "--model",
                                       str(model_file), "--max-side", "64"])
     assert result.exit_code == 0, result.output
-    for text in ("σ = 1", "σ = 2", "blurred input", "unsharp mask", "Wiener", "student-s2d (model.pt)"):
+    for text in ("σ = 1", "σ = 2", "blurred input", "unsharp mask, best setting", "unsharp mask, one setting", "Wiener", "student-s2d (model.pt)"):
         assert text in result.output
 
 
