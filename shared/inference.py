@@ -31,8 +31,8 @@ class ModelFileError(ValueError):
 
 
 def default_model_path() -> Path:
-    """``$SHARPEN_MODEL`` if set, else the model shipped with the installation."""
-    return Path(os.environ.get("SHARPEN_MODEL") or DEFAULT_MODEL)
+    """The model shipped with the installation (found from the package, not the working directory)."""
+    return DEFAULT_MODEL
 
 
 def choose_device(name: str = "auto") -> torch.device:

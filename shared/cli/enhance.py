@@ -37,14 +37,15 @@ def enhance_file(model, src: Path, dst: Path) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Model file (default: the shipped student, or $SHARPEN_MODEL).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-def enhance(inputs, out_dir, model_path, device):
+@click.option("--device", default=None, help="auto, cpu or cuda[:N] (default $SHARPEN_DEVICE or auto).")
+@click.pass_obj
+def enhance(ctx, inputs, out_dir, model_path, device):
     """Sharpen image files or folders into OUT, keeping names, sizes, alpha and bit depth."""
     files = collect_inputs(inputs)
     if not files:
         raise click.UsageError("no image files found in the inputs")
     try:
-        model = load_model(model_path, device)
+        model = load_model(model_path or ctx.settings.model_path or None, device or ctx.settings.device)
     except ModelFileError as exc:
         raise click.ClickException(str(exc)) from exc
     out = Path(out_dir)
