@@ -117,6 +117,7 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started from a script, where SIGINT starts out ignored
     try:
         while not stopping:
             for name, proc in children:
@@ -125,8 +126,6 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
                                err=True)
                     stopping = True
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
         click.echo("stopping…")
         for _name, proc in reversed(children):  # Redis last, so workers can ack what they finish
