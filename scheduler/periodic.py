@@ -53,7 +53,10 @@ def requeue_stranded(ctx, app: Celery, now=None) -> dict:
         batch_ids = set(s.scalars(select(ImageJob.batch_id).where(ImageJob.id.in_(given_up + retry))))
         batch_ids |= set(unfinished_batches(s))
     if queue_length(app, SHARPEN_QUEUE):
-        queued = []  # their messages are most likely still waiting; look again when the queue drains
+        # their messages are most likely still waiting; only rows waiting longer than Redis would keep an
+        # unacknowledged message are sent again now (a duplicate message is harmless: claims are atomic)
+        with db.session() as s:
+            queued = stranded_jobs(s, max(settings.requeue_after, settings.visibility_timeout), now)[0]
     resend = sorted((set(retry) | set(queued)) - set(given_up))
     enqueue_jobs(db, send, resend, settings.chunk_size)
     for batch_id in batch_ids:

@@ -142,7 +142,8 @@ def _tiles(length: int, tile: int, step: int) -> list[int]:
 
 
 def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int) -> torch.Tensor:
-    """Student: tiles with a halo of at least the receptive radius, so the result equals one whole pass."""
+    """Student: tiles with a halo of at least the receptive radius, so the result equals one whole pass
+    (bit for bit up to float rounding in fp32; under fp16 autocast on a GPU, to fp16 rounding)."""
     s = model.scale
     halo = math.ceil(model.net.receptive_radius / s) * s
     tile = max(s, tile // s * s)

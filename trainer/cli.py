@@ -112,3 +112,13 @@ def fetch_photos(out, max_side, no_debian):
 
     split = collect_photos(Path(out), max_side=max_side, with_debian=not no_debian)
     click.echo(f"{len(split['train'])} training and {len(split['valid'])} validation photos in {out}")
+
+
+@train.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Default RUN_DIR/model.pt.")
+def export(run_dir, out):
+    """Write a model file from a run's last checkpoint (e.g. a run stopped before its end)."""
+    from trainer.loop import export_checkpoint
+
+    click.echo(f"model written to {export_checkpoint(Path(run_dir), out)}")
