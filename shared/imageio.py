@@ -73,10 +73,12 @@ class Picture:
     pixels: (H, W, C) uint8 or uint16; C is 1 (gray), 2 (gray+alpha), 3 (RGB)
     or 4 (RGBA); RGB order; EXIF orientation already applied.
     format: one of SUPPORTED_FORMATS.
+    icc: the embedded colour profile, if any (without it a wide-gamut photo's colours would shift).
     """
 
     pixels: np.ndarray
     format: str
+    icc: bytes | None = None   # ICC colour profile of the source, written back to PNG and JPEG outputs
 
     def __post_init__(self):
         p = self.pixels
@@ -252,10 +254,11 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
         raise ImageError(name, _NOT_AN_IMAGE)
     if fmt == "WEBP" and struct.unpack("<I", data[4:8])[0] + 8 > len(data):  # RIFF size
         raise ImageError(name, _TRUNCATED)
-    img = size = None
+    img = size = icc = None
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt])  # lazy: reads the header only
         size = img.size
+        icc = img.info.get("icc_profile") or None
     except Exception as e:
         size = _tiff_size(data) if fmt == "TIFF" else None  # OpenCV may read TIFFs Pillow cannot
         if size is None:
@@ -277,7 +280,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
     finally:
         if img is not None:
             img.close()
-    return Picture(np.ascontiguousarray(arr), fmt)
+    return Picture(np.ascontiguousarray(arr), fmt, icc)
 
 
 def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
@@ -345,7 +348,7 @@ def encode_image(picture: Picture, fmt: str | None = None, jpeg_quality: int = 9
         if hasattr(cv2, "IMWRITE_WEBP_LOSSLESS_PRESERVE_COLOR"):  # keep RGB under alpha 0
             params += [cv2.IMWRITE_WEBP_LOSSLESS_MODE, cv2.IMWRITE_WEBP_LOSSLESS_PRESERVE_COLOR]
     elif fmt == "PNG" and p.shape[2] == 2:
-        return _png_gray_alpha(p)
+        return _with_icc(_png_gray_alpha(p), fmt, picture.icc)
     if p.shape[2] == 2:
         p = p[..., [0, 0, 0, 1]]  # gray+alpha -> RGBA
     if p.shape[2] == 3:
@@ -358,7 +361,31 @@ def encode_image(picture: Picture, fmt: str | None = None, jpeg_quality: int = 9
         ok = False
     if not ok:
         raise ImageError("image", f"cannot be encoded as {fmt}")
-    return buf.tobytes()
+    return _with_icc(buf.tobytes(), fmt, picture.icc)
+
+
+def _with_icc(data: bytes, fmt: str, icc: bytes | None) -> bytes:
+    """Embed an ICC profile (OpenCV writes none): an iCCP chunk after PNG's IHDR, APP2 segments in JPEG.
+
+    TIFF, WebP and BMP outputs go without it.
+    """
+    if not icc:
+        return data
+    if fmt == "PNG":
+        body = b"ICC profile\0\0" + zlib.compress(icc)
+        chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+        end_of_ihdr = 8 + 4 + 4 + 13 + 4
+        return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+    if fmt == "JPEG":
+        pieces = [icc[i:i + 65519] for i in range(0, len(icc), 65519)]
+        segments = b"".join(
+            b"\xff\xe2" + struct.pack(">H", 2 + 14 + len(part)) + b"ICC_PROFILE\0" + bytes([n + 1, len(pieces)]) + part
+            for n, part in enumerate(pieces))
+        at = 2  # after SOI, and after a JFIF APP0 segment, which must come first
+        if data[2:4] == b"\xff\xe0":
+            at = 4 + struct.unpack(">H", data[4:6])[0]
+        return data[:at] + segments + data[at:]
+    return data
 
 
 def write_image(path, picture: Picture) -> None:
@@ -415,4 +442,4 @@ def from_model_output(rgb: np.ndarray, like: Picture) -> Picture:
     out = np.rint(color * scale).astype(like.pixels.dtype)
     if like.has_alpha:
         out = np.concatenate([out, like.pixels[..., -1:]], axis=2)
-    return Picture(out, like.format)
+    return Picture(out, like.format, like.icc)

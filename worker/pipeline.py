@@ -121,7 +121,7 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
         reference, _ = to_model_input(original)
         blurred_rgb, _ = degrade(reference, Degradation.fixed(batch.sigma), np.random.default_rng(job.id))
         picture = from_model_output(blurred_rgb, original)
-        picture = Picture(picture.pixels, "PNG")  # the blurred input is kept losslessly
+        picture = Picture(picture.pixels, "PNG", picture.icc)  # the blurred input is kept losslessly
         write_image(st.resolve(job.input_path), picture)
     else:
         picture = read_image(st.resolve(job.input_path), limit)

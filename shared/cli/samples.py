@@ -24,7 +24,7 @@ def write_blurred(src: Path, dst: Path, sigma: float) -> None:
     rgb, _ = to_model_input(picture)
     blurred, _ = degrade(rgb, Degradation.fixed(sigma), np.random.default_rng(0))
     out = from_model_output(blurred, picture)
-    write_image(dst, Picture(out.pixels, "PNG"))
+    write_image(dst, Picture(out.pixels, "PNG", out.icc))
 
 
 @click.command()

@@ -305,3 +305,20 @@ def test_picture_properties():
     assert pic.has_alpha and pic.is_gray
     with pytest.raises(ValueError):
         Picture(np.zeros((H, W), np.uint8), "PNG")
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_icc_profile_is_kept(tmp_path, ext):
+    """A photo's colour profile survives decode → model → encode, so its colours do not shift."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any valid, non-sRGB profile
+    src = tmp_path / ("in" + ext)
+    Image.fromarray(rand(3)).save(src, icc_profile=icc)
+    picture = read_image(src)
+    assert picture.icc == icc
+    rgb, _ = to_model_input(picture)
+    write_image(tmp_path / ("out" + ext), from_model_output(rgb, picture))
+    assert read_image(tmp_path / ("out" + ext)).icc == icc
+    with Image.open(tmp_path / ("out" + ext)) as im:  # and other software sees it
+        assert im.info.get("icc_profile") == icc
