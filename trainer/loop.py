@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm

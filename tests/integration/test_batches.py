@@ -16,7 +16,7 @@ from scheduler.enqueue import pair_references
 from shared.imageio import read_image, to_model_input
 from shared.models import DONE, FAILED, ImageJob
 
-from .conftest import blurred_and_sharp, inputs_from, write_png
+from .conftest import blurred_and_sharp, inputs_from
 
 
 def jobs_of(stack, batch_id) -> list[ImageJob]:

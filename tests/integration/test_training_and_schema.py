@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
