@@ -11,6 +11,7 @@ from datetime import timedelta
 from celery import Celery
 from sqlalchemy import select, update
 
+from shared.lease import free
 from shared.models import FAILED, QUEUED, RUNNING, ImageJob, TrainingRun, utcnow
 
 from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs, unfinished_batches
@@ -40,9 +41,8 @@ def requeue_stranded(ctx, app: Celery, now=None) -> dict:
     send = celery_sender(app)
     with db.session() as s:
         queued, expired = stranded_jobs(s, settings.requeue_after, now)
-        exhausted = (ImageJob.attempts >= settings.max_attempts) & (
-            (ImageJob.status == QUEUED) | ((ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
-        given_up = list(s.scalars(select(ImageJob.id).where(exhausted)))
+        given_up = list(s.scalars(select(ImageJob.id).where(ImageJob.attempts >= settings.max_attempts,
+                                                            free(ImageJob, now))))
         s.execute(update(ImageJob).where(ImageJob.id.in_(given_up)).values(
             status=FAILED, lease_expires_at=None, finished_at=now,
             error=f"gave up after {settings.max_attempts} attempts: the worker stopped or failed each time while "
@@ -71,8 +71,7 @@ def requeue_training_runs(ctx, app: Celery, now) -> int:
     train_waiting = queue_length(app, TRAIN_QUEUE)
     with ctx.db.session() as s:
         s.execute(update(TrainingRun).where(
-            TrainingRun.attempts >= ctx.settings.max_attempts,
-            (TrainingRun.status == QUEUED) | ((TrainingRun.status == RUNNING) & (TrainingRun.lease_expires_at < now)))
+            TrainingRun.attempts >= ctx.settings.max_attempts, free(TrainingRun, now))
             .values(status=FAILED, finished_at=now, lease_expires_at=None,
                     error=f"gave up after {ctx.settings.max_attempts} attempts: the trainer stopped each time"))
         dead = list(s.scalars(select(TrainingRun.id).where(TrainingRun.status == RUNNING,

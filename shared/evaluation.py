@@ -30,6 +30,15 @@ class Row:
     seconds: float
 
 
+def fit_within(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale (area averaging) so the longer side is at most ``max_side``; smaller images unchanged."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    s = max_side / max(h, w)
+    return cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
 def load_images(folders: list[Path], max_side: int = 1024) -> list[tuple[str, np.ndarray]]:
     """(name, float32 RGB) for every image in ``folders``, downscaled (area) to ``max_side``."""
     out = []
@@ -39,11 +48,7 @@ def load_images(folders: list[Path], max_side: int = 1024) -> list[tuple[str, np
             p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
         for f in files:
             rgb, _ = to_model_input(read_image(f))
-            h, w = rgb.shape[:2]
-            if max(h, w) > max_side:
-                s = max_side / max(h, w)
-                rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-            out.append((f.name, quantize8(rgb)))
+            out.append((f.name, quantize8(fit_within(rgb, max_side))))
     if not out:
         raise ValueError("no images found in " + ", ".join(map(str, folders)))
     return out

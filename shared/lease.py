@@ -12,7 +12,20 @@ from typing import Iterator
 from sqlalchemy import update
 
 from .db import Database
-from .models import utcnow
+from .models import QUEUED, RUNNING, utcnow
+
+
+def free(table, now):
+    """SQL condition: nobody holds the row (queued, or running under a lease that expired: its worker died)."""
+    return (table.status == QUEUED) | ((table.status == RUNNING) & (table.lease_expires_at < now))
+
+
+def claim_statement(table, row_id: int, worker: str, seconds: float, max_attempts: int, now, **values):
+    """One UPDATE that takes the row for ``worker`` if it is free and has attempts left (rowcount 1 = taken)."""
+    return (update(table)
+            .where(table.id == row_id, table.attempts < max_attempts, free(table, now))
+            .values(status=RUNNING, attempts=table.attempts + 1, worker=worker, started_at=now,
+                    lease_expires_at=now + timedelta(seconds=seconds), **values))
 
 
 class Lease:

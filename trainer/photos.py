@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.evaluation import fit_within
 from shared.imageio import read_image, to_model_input
 
 # (source, relative path, split). Python packages: path inside the installed package.
@@ -66,11 +67,7 @@ def largest_image(folder: Path) -> Path:
 
 
 def _save(src: Path, dst: Path, max_side: int) -> None:
-    rgb, _ = to_model_input(read_image(src))
-    h, w = rgb.shape[:2]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    rgb = fit_within(to_model_input(read_image(src))[0], max_side)
     u8 = np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     dst.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(dst), cv2.cvtColor(u8, cv2.COLOR_RGB2BGR))

@@ -7,13 +7,12 @@ epoch repeated after a crash is recorded once.
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from shared.db import TRANSIENT_ERRORS
 from shared.inference import load_model
-from shared.lease import keep_lease
+from shared.lease import claim_statement, keep_lease
 from shared.models import DONE, FAILED, QUEUED, RUNNING, EpochMetric, TrainingRun, utcnow
 from shared.registry import activate_model, active_model, register_model
 
@@ -32,15 +31,10 @@ def create_run(db, config: TrainConfig, *, activate_if_better: bool = False) -> 
 
 
 def _claim(ctx, run_id: int) -> bool:
-    now = utcnow()
     with ctx.db.session() as s:
-        res = s.execute(update(TrainingRun).where(
-            TrainingRun.id == run_id,
-            TrainingRun.attempts < ctx.settings.max_attempts,
-            or_(TrainingRun.status == QUEUED, (TrainingRun.status == RUNNING) & (TrainingRun.lease_expires_at < now)))
-            .values(status=RUNNING, attempts=TrainingRun.attempts + 1, worker=ctx.name, started_at=now,
-                    run_dir=ctx.storage.relative(ctx.storage.run_dir(run_id)),
-                    lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds)))
+        res = s.execute(claim_statement(TrainingRun, run_id, ctx.name, ctx.settings.lease_seconds,
+                                        ctx.settings.max_attempts, utcnow(),
+                                        run_dir=ctx.storage.relative(ctx.storage.run_dir(run_id))))
         return res.rowcount == 1
 
 

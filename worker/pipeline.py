@@ -11,12 +11,11 @@ import socket
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
-from sqlalchemy import or_, update
+from sqlalchemy import update
 
 from scheduler.enqueue import refresh_batch
 from shared.config import Settings
@@ -24,7 +23,7 @@ from shared.db import TRANSIENT_ERRORS, Database
 from shared.degrade import Degradation, degrade
 from shared.imageio import ImageError, Picture, from_model_output, read_image, to_model_input, write_image
 from shared.inference import LoadedModel, ModelFileError, load_model, sharpen_tensor
-from shared.lease import keep_lease
+from shared.lease import claim_statement, keep_lease
 from shared.metrics import psnr_torch, ssim_torch
 from shared.models import DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
 from shared.storage import Storage
@@ -69,13 +68,8 @@ def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersio
     """
     now = utcnow()
     with ctx.db.session() as s:
-        res = s.execute(
-            update(ImageJob)
-            .where(ImageJob.id == job_id, ImageJob.attempts < ctx.settings.max_attempts,
-                   or_(ImageJob.status == QUEUED,
-                       (ImageJob.status == RUNNING) & (ImageJob.lease_expires_at < now)))
-            .values(status=RUNNING, attempts=ImageJob.attempts + 1, worker=ctx.name, started_at=now,
-                    lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds)))
+        res = s.execute(claim_statement(ImageJob, job_id, ctx.name, ctx.settings.lease_seconds,
+                                        ctx.settings.max_attempts, now))
         if res.rowcount != 1:
             return None
         job = s.get(ImageJob, job_id)

@@ -10,7 +10,6 @@ import click
 from sqlalchemy import select
 from tqdm import tqdm
 
-from shared.imageio import EXTENSIONS
 from shared.models import DONE, MODES, Batch, ImageJob
 
 from .context import Context, QueueUnreachable
@@ -96,8 +95,6 @@ def submit(ctx: Context, paths, mode, sigma, reference, name, wait, timeout):
     except QueueUnreachable as exc:
         click.echo(f"batch {batch_id} is recorded but the queue is not reachable ({exc}); it is sent as soon "
                    "as the stack runs (`sharpen up`)", err=True)
-        if not wait:
-            return
     if wait:
         batch = wait_for(ctx, batch_id, timeout)
         click.echo(_summary(batch))
@@ -127,10 +124,9 @@ def batches(ctx: Context, limit):
             click.echo(f"{_summary(b)}  {b.name}")
 
 
-def batch_metrics(ctx: Context, batch_id: int) -> dict:
-    batch = _batch_or_fail(ctx, batch_id)
+def batch_metrics(ctx: Context, batch: Batch) -> dict:
     with ctx.db.session() as s:
-        jobs = list(s.scalars(select(ImageJob).where(ImageJob.batch_id == batch_id).order_by(ImageJob.position)))
+        jobs = list(s.scalars(select(ImageJob).where(ImageJob.batch_id == batch.id).order_by(ImageJob.position)))
     return {
         "batch": {k: getattr(batch, k) for k in ("id", "name", "mode", "sigma", "status", "total", "done_count",
                                                  "failed_count", "mean_ssim", "mean_psnr", "mean_input_ssim",
@@ -146,11 +142,12 @@ def batch_metrics(ctx: Context, batch_id: int) -> dict:
 @click.pass_obj
 def metrics(ctx: Context, batch_id, as_json):
     """Per-batch and per-image SSIM/PSNR."""
-    data = batch_metrics(ctx, batch_id)
+    batch = _batch_or_fail(ctx, batch_id)
+    data = batch_metrics(ctx, batch)
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return
-    click.echo(_summary(_batch_or_fail(ctx, batch_id)))
+    click.echo(_summary(batch))
     fmt = lambda v, p: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     click.echo(f"{'image':<40} {'status':<7} {'SSIM':>7} {'in':>7} {'PSNR':>7} {'in':>7}")
     for im in data["images"]:
@@ -175,7 +172,7 @@ def results(ctx: Context, batch_id, out):
     for job in jobs:
         stored = ctx.storage.resolve(job.output_path)
         name = Path(job.original_name).name
-        if Path(name).suffix.lower() not in EXTENSIONS or Path(name).suffix.lower() != stored.suffix:
+        if Path(name).suffix.lower() != stored.suffix:  # the output's real format names the file
             name = Path(name).stem + stored.suffix
         if name in used:  # two inputs with one name: keep both
             name = f"{job.position:05d}-{name}"
