@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -77,15 +76,10 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 def _loader(ds: CropDataset, cfg: TrainConfig, epoch: int) -> DataLoader:
     ds.epoch = epoch
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # same order on resume
+    # Workers are forked each epoch. torch runs them on one thread; cv2's thread pool is left alone there:
+    # resizing it (cv2.setNumThreads) in a child forked from a parent that used it deadlocks.
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(ds) > cfg.batch_size,
-                      num_workers=cfg.workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=_one_thread)
-
-
-def _one_thread(_worker_id: int) -> None:
-    """Loader workers run one crop at a time: many workers × many threads each only thrash the CPU."""
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+                      num_workers=cfg.workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
 def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
@@ -165,7 +159,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             for k, v in terms.items():  # tensors: no device sync per step
                 sums[k] = sums.get(k, 0.0) + v
             if step % 25 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         n = max(1, steps_per_epoch)
         sums = {k: float(v) for k, v in sums.items()}
         if not all(map(math.isfinite, sums.values())):

@@ -30,7 +30,10 @@ def test_student_tiled_equals_whole_image(arch):
         tiled = sharpen_tensor(model, x, tile=tile, batch=batch)
         assert tiled.shape == x.shape
         assert float((tiled - whole).abs().max()) < 1e-5
-        assert torch.equal(torch.round(tiled * 255), torch.round(whole * 255))
+        # as 8-bit output: identical, except where float rounding meets a value halfway between two levels
+        differs = torch.round(tiled * 255) != torch.round(whole * 255)
+        halfway = ((whole * 255) % 1 - 0.5).abs() < 1e-3
+        assert not bool((differs & ~halfway).any()), int(differs.sum())
 
 
 def test_teacher_tiles_blend_within_bound(photo):

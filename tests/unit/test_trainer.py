@@ -69,6 +69,17 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def test_loader_workers_neither_hang_nor_change_the_result(photo_folder, tmp_path):
+    """Workers are forked every epoch from a parent that has used torch's and cv2's thread pools."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    states = []
+    for workers in ("0", "1"):
+        cmd = [*_train_cmd(photo_folder, tmp_path / workers), "--epochs", "3", "--workers", workers]
+        subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=240)
+        states.append(torch.load(tmp_path / workers / "model.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_sigkill_then_resume_continues_exactly(photo_folder, tmp_path):
     # reference: the same run, never interrupted
     subprocess.run(_train_cmd(photo_folder, tmp_path / "ref"), check=True, env=_env(), capture_output=True)
