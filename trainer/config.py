@@ -26,6 +26,8 @@ class TrainConfig:
                                          # weighs as much as strong blur (strong blur dominates a plain mean)
     init_from: str | None = None         # start from this model file's weights (fine-tuning)
     w_pixel: float = 1.0
+    w_ssim: float = 0.0                  # weight of (1 - SSIM) to the ground truth: rewards the local contrast
+                                         # a pixel loss alone smooths away
     w_output_kd: float = 0.0             # student output vs teacher output (needs teacher)
     w_feature_kd: float = 0.0            # ResNet18 features of student output vs those of the teacher output
                                          # (of the ground truth when no teacher is given)

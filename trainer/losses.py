@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.metrics import ssim_torch
 from shared.nets import ResNet18Features
 
 from .config import TrainConfig
@@ -41,6 +42,8 @@ class DistillationLoss(nn.Module):
             terms = {"pixel": balanced_pixel_loss(cfg.pixel_loss, pred, sharp, blurred) * cfg.w_pixel}
         else:
             terms = {"pixel": pixel_loss(cfg.pixel_loss, pred, sharp) * cfg.w_pixel}
+        if cfg.w_ssim > 0:
+            terms["ssim"] = (1 - ssim_torch(pred, sharp).mean()) * cfg.w_ssim
         if cfg.w_output_kd > 0:
             if teacher_out is None:
                 raise ValueError("output distillation needs a teacher (--teacher PATH)")

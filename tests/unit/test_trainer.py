@@ -42,6 +42,20 @@ def test_distillation_from_a_teacher(photo_folder, tmp_path):
     assert result.final["loss_feature_kd"] > 0
 
 
+def test_ssim_term_is_zero_on_the_target_and_pulls_towards_it():
+    from trainer.losses import DistillationLoss
+    loss_fn = DistillationLoss(make_config("plain", w_ssim=0.5))
+    sharp = torch.rand(2, 3, 32, 32)
+    _, terms = loss_fn(sharp.clone(), sharp, None)
+    assert float(terms["ssim"]) == pytest.approx(0.0, abs=1e-6)
+    pred = (sharp * 0.5 + 0.25).requires_grad_(True)  # lower contrast: SSIM < 1
+    total, terms = loss_fn(pred, sharp, None)
+    assert float(terms["ssim"]) > 0.01
+    total.backward()
+    stepped = (pred - 0.1 * pred.grad).detach()
+    assert float(loss_fn(stepped, sharp, None)[1]["ssim"]) < float(terms["ssim"])
+
+
 def test_original_preset_trains_the_seed_student(photo_folder, tmp_path):
     cfg = make_config("original", data=[str(photo_folder)], epochs=1, **SMALL)
     assert (cfg.arch, cfg.pixel_loss, cfg.lr) == ("student-seed", "mse", 1e-4) and cfg.w_feature_kd > 0
