@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped models: the teacher first, then the students in parallel (distilled and not).
+# Reproduce the shipped models: the teacher first, then the students in parallel (distilled and not),
+# then the default student (student-s2d-hint) from s2d-plain.
 #   sharpen train fetch-photos --out data/photos      # the photo set and its fixed train/valid split
 #   DATA=data/photos OUT=runs/shipped models/train-shipped.sh
 # The shipped files were made on one NVIDIA H100 with TEACHER_MIN=2.5 STUDENT_MIN=4.5 (see models/README.md).
@@ -40,4 +41,8 @@ $TRAIN student --data "$DATA" --out "$OUT/seed-original" --preset original --bat
   --patches-per-image 32 --time-budget-min "$STUDENT_MIN" --checkpoint-every 10 --workers "$STUDENT_WORKERS" \
   $EXTRA > "$OUT/seed-original.log" 2>&1 || echo "seed-original failed" &
 wait
+# stage 2, the default student: student-s2d-hint continues s2d-plain (its hint weights start at zero).
+# Shipped: run on the 2-core CPU, 155 epochs (10,540 steps, 62 min).
+student s2d-hint --arch student-s2d-hint --preset plain --init-from "$OUT/s2d-plain/model.pt" \
+  --lr 5e-4 --lr-min 1e-6 --warmup-steps 200 --time-budget-min 0 --epochs "${HINT_EPOCHS:-155}"
 for f in "$OUT"/*.log; do echo "$(basename "$f" .log): $(tail -1 "$f")"; done

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nets
+from .blur_estimate import estimate_blur
 
 MODEL_FORMAT = "sharpen-model/1"
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -88,6 +89,11 @@ class LoadedModel:
     def is_teacher(self) -> bool:
         return self.arch in nets.TEACHERS
 
+    @property
+    def uses_hint(self) -> bool:
+        """Whether the network takes the image's estimated blur σ as a second input."""
+        return bool(getattr(self.net, "uses_hint", False))
+
 
 def load_model(path: Path | str | None = None, device: str | torch.device = "auto") -> LoadedModel:
     """Load a model file (default: ``default_model_path()``) onto ``device`` in eval mode."""
@@ -111,17 +117,21 @@ def load_model(path: Path | str | None = None, device: str | torch.device = "aut
                        path=path, device=dev)
 
 
-def _forward(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+def _forward(model: LoadedModel, x: torch.Tensor, hint: float | None = None) -> torch.Tensor:
     """One forward pass of an NCHW batch whose sides are multiples of ``model.scale``."""
     x = x.to(model.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    run = model.net
+    if model.uses_hint:
+        h = torch.full((x.shape[0],), float(hint), device=model.device)
+        run = lambda t: model.net(t, h)  # noqa: E731
     with torch.inference_mode():
         if model.device.type == "cuda" and model.amp:
             with torch.autocast("cuda", dtype=torch.float16):
-                y = model.net(x)
+                y = run(x)
             if torch.isfinite(y).all():
                 return y.float()
             model.stats["fp32_fallbacks"] += 1
-        return model.net(x).float()
+        return run(x).float()
 
 
 def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -141,7 +151,7 @@ def _tiles(length: int, tile: int, step: int) -> list[int]:
     return starts
 
 
-def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int) -> torch.Tensor:
+def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int, hint: float | None) -> torch.Tensor:
     """Student: tiles with a halo of at least the receptive radius, so the result equals one whole pass
     (bit for bit up to float rounding in fp32; under fp16 autocast on a GPU, to fp16 rounding)."""
     s = model.scale
@@ -160,7 +170,7 @@ def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int) -> 
         for i in range(0, len(group), batch):
             part = group[i:i + batch]
             inp = torch.cat([x[:, :, a:a + h, c:c + w] for (_, _, _, _, a, c) in part])
-            res = _forward(model, inp).to(x.device)
+            res = _forward(model, inp, hint).to(x.device)
             for k, (y0, y1, x0, x1, a, c) in enumerate(part):
                 out[:, :, y0:y1, x0:x1] = res[k:k + 1, :, y0 - a:y1 - a, x0 - c:x1 - c]
     return out
@@ -190,13 +200,19 @@ def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int,
 
 @torch.inference_mode()
 def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int = 512, overlap: int = 64,
-                   batch: int = 8) -> torch.Tensor:
-    """Sharpen a (1,3,H,W) float tensor in [0,1] of any size in bounded memory; returns (1,3,H,W) clipped."""
+                   batch: int = 8, hint: float | None = None) -> torch.Tensor:
+    """Sharpen a (1,3,H,W) float tensor in [0,1] of any size in bounded memory; returns (1,3,H,W) clipped.
+
+    A hinted student gets the blur σ estimated once from the whole image (or ``hint`` when given), so
+    every tile of the image is sharpened alike.
+    """
+    if model.uses_hint and hint is None:
+        hint = estimate_blur(x[0].permute(1, 2, 0).float().cpu().numpy())
     xp, h, w = _pad_to(x.float(), model.scale)
     if model.is_teacher:
         y = _blended_tiled(model, xp, tile, overlap, batch)
     else:
-        y = _exact_tiled(model, xp, tile, batch)
+        y = _exact_tiled(model, xp, tile, batch, hint)
     return y[:, :, :h, :w].clamp_(0.0, 1.0)
 
 

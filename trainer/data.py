@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from shared import nets
+from shared.blur_estimate import estimate_blur
 from shared.degrade import Degradation, degrade
 from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
 
@@ -78,23 +80,33 @@ class CropDataset(Dataset):
         self.deg = Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), sigma_skew=cfg.sigma_skew,
                                noise=(0.0, cfg.noise_max), noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
         self.epoch = 0
+        spec = nets.STUDENTS.get(cfg.arch)
+        self.with_hint = bool(spec and spec.blur_hint)
 
     def __len__(self) -> int:
         return len(self.images) * self.cfg.patches_per_image
 
     def __getitem__(self, index: int):
+        """(blurred crop, sharp crop, σ, estimated σ). The blur is applied to a region twice the crop's size
+        that contains it; a hinted student's blur estimate is measured on that whole region, as inference
+        measures it on a whole image (other networks get 0)."""
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
-        y = int(rng.integers(0, img.shape[0] - c + 1))
-        x = int(rng.integers(0, img.shape[1] - c + 1))
-        sharp = img[y:y + c, x:x + c].astype(np.float32) / 65535
+        rh, rw = min(2 * c, img.shape[0]), min(2 * c, img.shape[1])
+        y = int(rng.integers(0, img.shape[0] - rh + 1))
+        x = int(rng.integers(0, img.shape[1] - rw + 1))
+        region = img[y:y + rh, x:x + rw].astype(np.float32) / 65535
         k = int(rng.integers(0, 8))  # one of the 8 flips/rotations
-        sharp = np.rot90(sharp, k % 4)
-        sharp = np.ascontiguousarray(sharp[:, ::-1] if k >= 4 else sharp)
-        blurred, sigma = degrade(sharp, self.deg, rng)
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
-        return to_t(blurred), to_t(sharp), torch.tensor(sigma, dtype=torch.float32)
+        region = np.rot90(region, k % 4)
+        region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
+        blurred, sigma = degrade(region, self.deg, rng)
+        hint = estimate_blur(blurred) if self.with_hint else 0.0
+        cy = int(rng.integers(0, region.shape[0] - c + 1))
+        cx = int(rng.integers(0, region.shape[1] - c + 1))
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a[cy:cy + c, cx:cx + c])).permute(2, 0, 1)  # noqa: E731
+        return (to_t(blurred), to_t(region), torch.tensor(sigma, dtype=torch.float32),
+                torch.tensor(hint, dtype=torch.float32))
 
 
 def centre_crop(img: np.ndarray, max_side: int) -> np.ndarray:

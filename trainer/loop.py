@@ -103,10 +103,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
     net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
     if cfg.init_from:
-        start = load_model(cfg.init_from, "cpu")
-        if start.arch != cfg.arch:
-            raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
-        net.load_state_dict(start.net.state_dict())
+        _load_start(net, cfg)
     teacher = None
     if cfg.teacher:
         teacher = load_model(cfg.teacher, device).net.requires_grad_(False).eval()
@@ -141,7 +138,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         sums: dict[str, float] = {}
         bar = tqdm(_loader(dataset, cfg, epoch), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)
-        for blurred, sharp, _sigma in bar:
+        for blurred, sharp, _sigma, hint in bar:
             blurred = blurred.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             sharp = sharp.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -149,7 +146,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_out = teacher(blurred).float().clamp(0, 1)
-                pred = net(blurred)
+                pred = net(blurred, hint.to(device)) if getattr(net, "uses_hint", False) else net(blurred)
                 loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,6 +186,15 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     model_path = run_dir / MODEL
     save_model(model_path, net, cfg.arch, _model_meta(cfg.to_dict(), history, step, run_dir))
     return TrainResult(model_path=model_path, epochs=len(history), history=history, resumed_from=start_epoch)
+
+
+def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Start from ``cfg.init_from``: the same architecture, or the unhinted student a hinted one extends
+    (its hint weights start at zero, so the run starts from exactly that model)."""
+    start = load_model(cfg.init_from, "cpu")
+    missing, unexpected = net.load_state_dict(start.net.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("hint.") for k in missing):
+        raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
 
 
 def _model_meta(config: dict, history: list[dict], step: int, run_dir: Path) -> dict:

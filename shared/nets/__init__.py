@@ -20,6 +20,8 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d": StudentSpec(residual=True, unshuffle=2),
     # both: half resolution and dilations 1,2,2,1, sees 27x27 pixels
     "student-s2d-dilated": StudentSpec(residual=True, unshuffle=2, dilations=(1, 2, 2, 1)),
+    # student-s2d told the image's blur σ (estimated from the whole image by shared.blur_estimate)
+    "student-s2d-hint": StudentSpec(residual=True, unshuffle=2, blur_hint=True),
 }
 TEACHERS = ("teacher",)
 ARCHITECTURES = tuple(STUDENTS) + TEACHERS

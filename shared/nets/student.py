@@ -22,6 +22,9 @@ class StudentSpec:
     unshuffle: int = 1               # pixel-unshuffle factor: 2 runs the convolutions at half resolution
     dilations: tuple[int, ...] = (1, 1, 1, 1)   # per-convolution dilation (padding follows it)
     widths: tuple[int, ...] = (64, 64, 32)      # hidden widths of the seed design
+    blur_hint: bool = False          # a per-image blur estimate (``shared.blur_estimate``) shifts each hidden
+                                     # layer before its ReLU: one number that tells the convolutions how much
+                                     # to sharpen
 
 
 class FourConvStudent(nn.Module):
@@ -38,6 +41,11 @@ class FourConvStudent(nn.Module):
             if i < len(spec.dilations) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
+        # hint features (σ − 1.5, (σ − 1.5)²) → a shift per hidden channel; zero-initialised, so a hinted
+        # student starts as exactly the unhinted one whose weights it loads
+        self.hint = nn.ModuleList(nn.Linear(2, c, bias=False) for c in spec.widths) if spec.blur_hint else None
+        for lin in self.hint or ():
+            nn.init.zeros_(lin.weight)
         for conv in self.body[:-1:2]:  # He init keeps ReLU pre-activations well away from zero
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
@@ -58,9 +66,24 @@ class FourConvStudent(nn.Module):
         r = self.spec.unshuffle
         return r * sum(self.spec.dilations) + (r - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def uses_hint(self) -> bool:
+        return self.hint is not None
+
+    def forward(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
+        """``hint``: the blur σ estimated for each image of the batch, shape (N,); needed by hinted students."""
         r = self.spec.unshuffle
         y = F.pixel_unshuffle(x, r) if r > 1 else x
-        y = self.body(y)
+        if self.hint is None:
+            y = self.body(y)
+        else:
+            if hint is None:
+                raise ValueError("this student needs the blur estimate of its input (hint=...)")
+            h = hint.to(y.dtype).reshape(-1, 1) - 1.5
+            feats = torch.cat([h, h * h], dim=1)
+            convs = self.body[::2]
+            for conv, lin in zip(convs[:-1], self.hint):
+                y = torch.relu(conv(y) + lin(feats)[:, :, None, None])
+            y = convs[-1](y)
         y = F.pixel_shuffle(y, r) if r > 1 else y
         return x + y if self.spec.residual else y

@@ -5,11 +5,16 @@ from shared import nets
 from shared.nets.teacher import WeightsUnavailable, imagenet_weights_cached, resolve_init
 
 
+def run(net, x):
+    """A student's forward pass; hinted students are told σ = 2."""
+    return net(x, torch.full((x.shape[0],), 2.0, dtype=x.dtype)) if net.uses_hint else net(x)
+
+
 @pytest.mark.parametrize("arch", list(nets.STUDENTS))
 def test_student_shapes_and_budget(arch):
     net = nets.build(arch).eval()
     x = torch.rand(2, 3, 48, 64)
-    assert net(x).shape == x.shape
+    assert run(net, x).shape == x.shape
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 4 and all(c.kernel_size == (3, 3) for c in convs)
     assert 55_000 < nets.count_parameters(net) < 70_000
@@ -26,8 +31,27 @@ def test_seed_student_is_the_original_design():
 
 def test_residual_students_start_as_identity():
     x = torch.rand(1, 3, 32, 32)
-    for arch in ("student", "student-s2d", "student-dilated", "student-s2d-dilated"):
-        assert torch.equal(nets.build(arch)(x), x)
+    for arch in ("student", "student-s2d", "student-dilated", "student-s2d-dilated", "student-s2d-hint"):
+        assert torch.equal(run(nets.build(arch), x), x)
+
+
+def test_hinted_student_extends_its_base_and_uses_the_hint():
+    base = nets.build("student-s2d")
+    for p in base.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    hinted = nets.build("student-s2d-hint")
+    missing, unexpected = hinted.load_state_dict(base.state_dict(), strict=False)
+    assert sorted(missing) == ["hint.0.weight", "hint.1.weight", "hint.2.weight"] and not unexpected
+    x = torch.rand(2, 3, 32, 32)
+    for sigma in (0.5, 3.0):  # zero-initialised hint weights: exactly the base student, whatever the hint
+        assert torch.allclose(hinted(x, torch.full((2,), sigma)), base(x), atol=1e-6)
+    for lin in hinted.hint:
+        torch.nn.init.normal_(lin.weight, 0, 0.1)
+    out = hinted(x, torch.tensor([0.5, 3.0]))
+    assert not torch.allclose(out[0], hinted(x, torch.tensor([3.0, 3.0]))[0])  # the hint matters, per image
+    assert torch.allclose(out[1], hinted(x[1:], torch.tensor([3.0]))[0], atol=1e-6)
+    with pytest.raises(ValueError, match="blur estimate"):
+        hinted(x)
 
 
 @pytest.mark.parametrize("arch", list(nets.STUDENTS))
@@ -41,9 +65,9 @@ def test_receptive_radius_is_exact(arch):
     size = 2 * r + 20
     x = torch.zeros(1, 3, size, size, dtype=torch.float64)
     c = size // 2
-    base = net(x)
+    base = run(net, x)
     x[0, :, c, c] = 1.0
-    changed = (net(x) - base).abs().sum(1)[0] > 0
+    changed = (run(net, x) - base).abs().sum(1)[0] > 0
     ys, xs = torch.nonzero(changed, as_tuple=True)
     reach = max(int((ys - c).abs().max()), int((xs - c).abs().max()))
     assert reach <= r

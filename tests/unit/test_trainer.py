@@ -42,6 +42,21 @@ def test_distillation_from_a_teacher(photo_folder, tmp_path):
     assert result.final["loss_feature_kd"] > 0
 
 
+def test_hinted_student_starts_from_an_unhinted_one(photo_folder, tmp_path):
+    plain = train(make_config("plain", arch="student-s2d", data=[str(photo_folder)], epochs=1, **SMALL),
+                  tmp_path / "plain", progress=False)
+    cfg = make_config("plain", arch="student-s2d-hint", data=[str(photo_folder)], epochs=1,
+                      init_from=str(plain.model_path), **SMALL)
+    hinted = train(cfg, tmp_path / "hinted", progress=False)
+    model = load_model(hinted.model_path, "cpu")
+    assert model.arch == "student-s2d-hint" and model.uses_hint
+    assert any(float(lin.weight.detach().abs().sum()) > 0 for lin in model.net.hint)  # the hint was trained
+    back = make_config("plain", arch="student-s2d", data=[str(photo_folder)], epochs=1,
+                       init_from=str(hinted.model_path), **SMALL)
+    with pytest.raises(ValueError, match="student-s2d-hint"):
+        train(back, tmp_path / "back", progress=False)
+
+
 def test_ssim_term_is_zero_on_the_target_and_pulls_towards_it():
     from trainer.losses import DistillationLoss
     loss_fn = DistillationLoss(make_config("plain", w_ssim=0.5))
