@@ -27,6 +27,7 @@ MODELS = {
     "student-dilated, distilled": "models/variants/dilated-distill.pt",
     "student-s2d-dilated, distilled": "models/variants/s2d-dilated-distill.pt",
     "student-s2d, distilled": "models/variants/s2d-distill.pt",
+    "student-s2d-hint, no teacher (L1)": "models/variants/s2d-hint.pt",
     "DEFAULT student (models/student-default.pt)": "models/student-default.pt",
     "teacher (ResNet18 U-Net)": "models/teacher.pt",
 }

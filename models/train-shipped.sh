@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped models: the teacher first, then the students in parallel (distilled and not),
-# then the default student (student-s2d-hint) from s2d-plain.
+# then the default student (student-s2d-hint) from s2d-plain in two more stages.
 #   sharpen train fetch-photos --out data/photos      # the photo set and its fixed train/valid split
 #   DATA=data/photos OUT=runs/shipped models/train-shipped.sh
 # The shipped files were made on one NVIDIA H100 with TEACHER_MIN=2.5 STUDENT_MIN=4.5 (see models/README.md).
@@ -45,4 +45,7 @@ wait
 # Shipped: run on the 2-core CPU, 155 epochs (10,540 steps, 62 min).
 student s2d-hint --arch student-s2d-hint --preset plain --init-from "$OUT/s2d-plain/model.pt" \
   --lr 5e-4 --lr-min 1e-6 --warmup-steps 200 --time-budget-min 0 --epochs "${HINT_EPOCHS:-155}"
+# stage 3 (models/student-default.pt): an SSIM term added, 22 epochs (1,496 steps, 24 min on the CPU)
+student s2d-hint-ssim --arch student-s2d-hint --preset plain --init-from "$OUT/s2d-hint/model.pt" \
+  --w-ssim 0.3 --lr 1e-4 --lr-min 1e-6 --warmup-steps 50 --time-budget-min 0 --epochs "${SSIM_EPOCHS:-22}"
 for f in "$OUT"/*.log; do echo "$(basename "$f" .log): $(tail -1 "$f")"; done

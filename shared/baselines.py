@@ -6,7 +6,7 @@ import numpy as np
 from skimage.restoration import wiener
 
 # Parameter grids: the evaluation reports the best setting per σ (an oracle, so a strong baseline).
-UNSHARP_GRID = [(s, a) for s in (1.0, 1.5, 2.0, 3.0) for a in (0.5, 1.0, 1.5, 2.0, 3.0)]
+UNSHARP_GRID = [(s, a) for s in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) for a in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)]
 WIENER_BALANCE_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 
 

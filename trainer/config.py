@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-DEFAULT_STUDENT = "student-s2d"  # the best-scoring four-convolution student in bench/quality.py
+DEFAULT_STUDENT = "student-s2d-hint"  # the best-scoring four-convolution student in bench/quality.py
 
 
 @dataclass

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, inspect, select
 from shared import migrate
 from shared.db import normalize_url
 from shared.models import Base, EpochMetric, ModelVersion, TrainingRun
+from trainer.config import DEFAULT_STUDENT
 
 TRAIN_ARGS = ["--crop", "64", "--batch-size", "4", "--val-max-side", "64", "--checkpoint-every", "1"]
 
@@ -52,7 +53,7 @@ def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url,
     assert epochs_of(stack, run_id) == [1]
     with stack.db.session() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run_id))
-        assert version is not None and version.arch == "student-s2d" and not version.active
+        assert version is not None and version.arch == DEFAULT_STUDENT and not version.active
         assert s.scalar(select(ModelVersion).where(ModelVersion.active.is_(True))).name == "shipped default"
         assert "val_ssim" in version.metrics
     assert f"run {run_id} done" in sharpen(stack, "runs")
