@@ -35,7 +35,7 @@ def estimate_blur(rgb: np.ndarray) -> float:
     h, w = img.shape[:2]
     y0, x0 = max(0, (h - _MAX_SIDE) // 2), max(0, (w - _MAX_SIDE) // 2)
     img = img[y0:y0 + _MAX_SIDE, x0:x0 + _MAX_SIDE]
-    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 and img.shape[2] == 3 else img.reshape(h, w)
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 and img.shape[2] == 3 else img.reshape(img.shape[:2])
     if min(gray.shape) < 8:
         return PRIOR_SIGMA
     grad = _gradient(gray)

@@ -39,3 +39,6 @@ def test_flat_tiny_and_gray_images():
     assert estimate_blur(np.random.default_rng(0).random((4, 4, 3), dtype=np.float32)) == PRIOR_SIGMA
     gray = blurred(step_edges(), 2.0)[:, :, 0]
     assert estimate_blur(gray) == pytest.approx(2.0, rel=0.25)
+    tall = np.tile(gray, (17, 1))  # 4352 rows: measured on the central 4096
+    assert estimate_blur(tall) == pytest.approx(2.0, rel=0.25)
+    assert estimate_blur(tall[:, :, None]) == estimate_blur(tall)
