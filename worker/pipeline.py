@@ -18,6 +18,7 @@ import torch
 from sqlalchemy import update
 
 from scheduler.enqueue import refresh_batch
+from shared.blur_estimate import estimate_blur
 from shared.config import Settings
 from shared.db import TRANSIENT_ERRORS, Database
 from shared.degrade import Degradation, degrade
@@ -127,7 +128,8 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
             reference, _ = to_model_input(ref_pic)
     rgb, _alpha = to_model_input(picture)
     x = _tensor(rgb, model.device)
-    y = sharpen_tensor(model, x)
+    hint = estimate_blur(rgb) if model.uses_hint else None  # on the CPU copy: no device round trip
+    y = sharpen_tensor(model, x, hint=hint)
     result = from_model_output(y[0].permute(1, 2, 0).float().cpu().numpy(), picture)
     suffix = Path(job.input_path).suffix if batch.mode != "synthetic" else ".png"
     out_path = st.output_path(batch.id, job.id, suffix if suffix != ".bin" else ".png")
