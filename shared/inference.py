@@ -207,7 +207,7 @@ def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int = 512, over
     every tile of the image is sharpened alike.
     """
     if model.uses_hint and hint is None:
-        hint = estimate_blur(x[0].permute(1, 2, 0).float().cpu().numpy())
+        hint = estimate_blur(x[0].permute(1, 2, 0).float().cpu().numpy(), device=model.device)
     xp, h, w = _pad_to(x.float(), model.scale)
     if model.is_teacher:
         y = _blended_tiled(model, xp, tile, overlap, batch)

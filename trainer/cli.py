@@ -114,6 +114,34 @@ def fetch_photos(out, max_side, no_debian):
     click.echo(f"{len(split['train'])} training and {len(split['valid'])} validation photos in {out}")
 
 
+@train.command("blur-estimator")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder(s) of sharp photos; DIV2K_train_HR/DIV2K_valid_HR understood.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights file to write.")
+@click.option("--steps", default=3000, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--crop", default=192, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train_blur_estimator(data, out, steps, batch_size, crop, seed):
+    """Train the network that reads an image's blur σ (the hinted students' hint)."""
+    from tqdm import tqdm
+
+    from trainer.blur_estimator import EstimatorConfig, train_blur_estimator as run
+
+    cfg = EstimatorConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed)
+    with tqdm(total=steps, desc="blur estimator", unit="step") as bar:
+        def progress(step, loss):
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+        try:
+            metrics = run([Path(d) for d in data], Path(out), cfg, progress)
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"blur estimator written to {out}")
+    click.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+
+
 @train.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Default RUN_DIR/model.pt.")

@@ -128,7 +128,7 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
             reference, _ = to_model_input(ref_pic)
     rgb, _alpha = to_model_input(picture)
     x = _tensor(rgb, model.device)
-    hint = estimate_blur(rgb) if model.uses_hint else None  # on the CPU copy: no device round trip
+    hint = estimate_blur(rgb, device=model.device) if model.uses_hint else None  # from the CPU copy
     y = sharpen_tensor(model, x, hint=hint)
     result = from_model_output(y[0].permute(1, 2, 0).float().cpu().numpy(), picture)
     suffix = Path(job.input_path).suffix if batch.mode != "synthetic" else ".png"

@@ -1,0 +1,117 @@
+"""Train the blur estimator (``shared.nets.blur_estimator``) on folders of sharp photos.
+
+Each step draws crops from the training photos (half of them first downscaled by a random factor in
+[0.5, 1], so the photos' own sharpness varies), blurs each with a σ drawn log-uniformly from [0.3, 4],
+sometimes adds mild noise or JPEG, rounds to 8 bits, and fits the estimator's log σ with a smooth L1 loss.
+Validation: the whole validation photos blurred with σ = 0.5, 1, 2, 3, as inference reads them.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.blur_estimate import MAX_SIGMA, MIN_SIGMA, estimate_blur, save_estimator, to_gray
+from shared.degrade import gaussian_blur, jpeg_roundtrip, quantize8
+from shared.evaluation import fit_within
+from shared.nets.blur_estimator import BlurEstimatorNet
+
+from .data import list_images, load_rgb
+
+VAL_SIGMAS = (0.5, 1.0, 2.0, 3.0)
+
+
+@dataclass
+class EstimatorConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    crop: int = 192
+    lr: float = 2e-3
+    noise_prob: float = 0.2     # additive Gaussian noise, std up to 0.01
+    jpeg_prob: float = 0.2      # JPEG quality 80-98 instead of plain 8-bit rounding
+    max_side: int = 1024
+    seed: int = 0
+
+
+def photo_split(folders: list[Path]) -> tuple[list[Path], list[Path]]:
+    """DIV2K layout: (DIV2K_train_HR files, DIV2K_valid_HR files); a plain folder is all training."""
+    train, valid = [], []
+    for folder in map(Path, folders):
+        if (folder / "DIV2K_train_HR").is_dir():
+            train += list_images(folder / "DIV2K_train_HR")
+            if (folder / "DIV2K_valid_HR").is_dir():
+                valid += list_images(folder / "DIV2K_valid_HR")
+        else:
+            train += list_images(folder)
+    if not train:
+        raise ValueError("no training images found in " + ", ".join(map(str, folders)))
+    return train, valid
+
+
+def blurred_crop(photo: np.ndarray, cfg: EstimatorConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """(gray blurred crop, log σ): one training example."""
+    margin = 16  # blur a larger region, so the crop's edges see real neighbours
+    side = cfg.crop + 2 * margin
+    if rng.random() < 0.5:
+        s = rng.uniform(0.5, 1.0)
+        h, w = photo.shape[:2]
+        photo = cv2.resize(photo, (max(side, round(w * s)), max(side, round(h * s))), interpolation=cv2.INTER_AREA)
+    if min(photo.shape[:2]) < side:
+        photo = cv2.resize(photo, None, fx=side / min(photo.shape[:2]), fy=side / min(photo.shape[:2]),
+                           interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    h, w = photo.shape[:2]
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    k = int(rng.integers(0, 8))
+    region = np.rot90(photo[y:y + side, x:x + side], k % 4)
+    region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
+    sigma = math.exp(rng.uniform(math.log(MIN_SIGMA), math.log(MAX_SIGMA)))
+    out = gaussian_blur(region, sigma)
+    if rng.random() < cfg.noise_prob:
+        out = out + rng.normal(0.0, rng.uniform(0.0, 0.01), out.shape).astype(np.float32)
+    out = jpeg_roundtrip(out, int(rng.integers(80, 99))) if rng.random() < cfg.jpeg_prob else quantize8(out)
+    return to_gray(out[margin:-margin, margin:-margin]), math.log(sigma)
+
+
+def validate(net: BlurEstimatorNet, photos: list[np.ndarray]) -> dict:
+    """RMS error of log σ over the validation photos, overall and per σ."""
+    net.eval()
+    errors = np.array([[math.log(estimate_blur(quantize8(gaussian_blur(p, s)), net) / s) for s in VAL_SIGMAS]
+                       for p in photos])
+    net.train()
+    out = {"val_rms_log": float(np.sqrt((errors ** 2).mean()))}
+    out.update({f"val_rms_log_sigma{s:g}": float(np.sqrt((errors[:, i] ** 2).mean())) for i, s in enumerate(VAL_SIGMAS)})
+    return out
+
+
+def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, progress=None) -> dict:
+    """Train from scratch for ``cfg.steps`` steps and write the weights to ``out``; returns the final metrics."""
+    train_files, valid_files = photo_split(folders)
+    train = [fit_within(load_rgb(f), cfg.max_side) for f in train_files]
+    valid = [fit_within(load_rgb(f), cfg.max_side) for f in valid_files]
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = BlurEstimatorNet()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    t0, metrics = time.time(), {}
+    for step in range(1, cfg.steps + 1):
+        xs, ys = zip(*(blurred_crop(train[int(rng.integers(len(train)))], cfg, rng) for _ in range(cfg.batch_size)))
+        loss = F.smooth_l1_loss(net(torch.from_numpy(np.stack(xs))[:, None]), torch.tensor(ys), beta=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress:
+            progress(step, loss.item())
+    metrics = {"steps": cfg.steps, "train_loss": loss.item(), "minutes": (time.time() - t0) / 60}
+    if valid:
+        metrics.update(validate(net, valid))
+    save_estimator(out, net, {"config": asdict(cfg), "train_files": [f.name for f in train_files],
+                              "valid_files": [f.name for f in valid_files], "metrics": metrics})
+    return metrics
