@@ -37,6 +37,8 @@ class TrainConfig:
     teacher_init: str = "auto"           # teacher encoder init when training the teacher
     sigma_min: float = 0.5               # Gaussian blur σ range drawn per crop
     sigma_max: float = 3.0
+    hint_jitter: float = 0.1             # a hinted student is told σ·exp(N(0, hint_jitter²)) in training: the
+                                         # blur estimator's RMS error in log σ on unseen photos is about 0.1
     sigma_skew: float = 1.0              # >1 draws mild blur more often (σ = min + range·u^skew)
     noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
     noise_max: float = 0.01

@@ -9,7 +9,6 @@ import torch
 from torch.utils.data import Dataset
 
 from shared import nets
-from shared.blur_estimate import estimate_blur
 from shared.degrade import Degradation, degrade
 from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
 
@@ -87,9 +86,10 @@ class CropDataset(Dataset):
         return len(self.images) * self.cfg.patches_per_image
 
     def __getitem__(self, index: int):
-        """(blurred crop, sharp crop, σ, estimated σ). The blur is applied to a region twice the crop's size
-        that contains it; a hinted student's blur estimate is measured on that whole region, as inference
-        measures it on a whole image (other networks get 0)."""
+        """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
+        contains it, so the crop's borders see real neighbours. A hinted student's hint is the true σ times
+        exp(N(0, hint_jitter²)): at inference it reads σ from ``shared.blur_estimate``, which errs by about
+        that much on photos it has not seen (other networks get 0)."""
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
@@ -101,7 +101,7 @@ class CropDataset(Dataset):
         region = np.rot90(region, k % 4)
         region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
         blurred, sigma = degrade(region, self.deg, rng)
-        hint = estimate_blur(blurred) if self.with_hint else 0.0
+        hint = sigma * float(np.exp(self.cfg.hint_jitter * rng.standard_normal())) if self.with_hint else 0.0
         cy = int(rng.integers(0, region.shape[0] - c + 1))
         cx = int(rng.integers(0, region.shape[1] - c + 1))
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a[cy:cy + c, cx:cx + c])).permute(2, 0, 1)  # noqa: E731

@@ -143,3 +143,20 @@ def test_export_checkpoint_writes_a_loadable_model(photo_folder, tmp_path):
     train(make_config("plain", data=[str(photo_folder)], epochs=1, **SMALL), tmp_path / "run", progress=False)
     path = export_checkpoint(tmp_path / "run", tmp_path / "exported.pt")
     assert load_model(path, "cpu").meta["epochs"] == 1
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.1])
+def test_hinted_crops_are_told_the_true_sigma_with_jitter(photo_folder, jitter):
+    from trainer.data import CropDataset, list_images
+
+    files = list_images(photo_folder)
+    cfg = make_config("plain", arch="student-s2d-hint", data=[str(photo_folder)], hint_jitter=jitter,
+                      **{**SMALL, "patches_per_image": 40})
+    data = CropDataset(files, cfg)
+    log_ratio = torch.stack([torch.log(data[i][3] / data[i][2]) for i in range(len(data))])
+    if jitter == 0:
+        assert torch.allclose(log_ratio, torch.zeros_like(log_ratio), atol=1e-6)
+    else:
+        assert 0.07 < float(log_ratio.std()) < 0.13 and abs(float(log_ratio.mean())) < 0.03
+    unhinted = CropDataset(files, make_config("plain", arch="student-s2d", data=[str(photo_folder)], **SMALL))
+    assert float(unhinted[0][3]) == 0.0
