@@ -16,6 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
+from shared.blur_estimate import ESTIMATOR_PATH, estimate_blur  # noqa: E402
+from shared.degrade import Degradation, degrade  # noqa: E402
 from shared.evaluation import evaluate, format_table, load_images  # noqa: E402
 from shared.inference import load_model  # noqa: E402
 
@@ -43,6 +47,17 @@ def default_data() -> list[Path]:
     return [data / n for n in ("chelsea.png", "motorcycle_right.png", "coffee.png", "astronaut.png")]
 
 
+def estimator_table(images, sigmas: list[float]) -> str:
+    """How well the blur estimator reads σ on these images: mean reading and RMS error of log σ."""
+    lines = [f"blur estimate ({ESTIMATOR_PATH.relative_to(ROOT)}), the hinted students' hint:"]
+    for sigma in sigmas:
+        reads = np.array([estimate_blur(degrade(img, Degradation.fixed(sigma), np.random.default_rng(0))[0])
+                          for _, img in images])
+        rms = float(np.sqrt(np.mean(np.log(reads / sigma) ** 2)))
+        lines.append(f"  σ = {sigma:g}: read {' '.join(f'{r:.2f}' for r in reads)}  (RMS error of log σ {rms:.3f})")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="*", type=Path, default=None)
@@ -60,8 +75,10 @@ def main() -> None:
             print(f"(skipped {label}: {rel} not found)")
     print(f"{len(images)} images from {', '.join(map(str, data))}, longer side ≤ {args.max_side}px")
     t0 = time.time()
-    rows = evaluate(images, [float(s) for s in args.sigma.split(",")], models)
+    sigmas = [float(s) for s in args.sigma.split(",")]
+    rows = evaluate(images, sigmas, models)
     print(format_table(rows))
+    print(estimator_table(images, sigmas))
     print(f"({time.time() - t0:.0f} s)")
 
 

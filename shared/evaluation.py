@@ -28,6 +28,7 @@ class Row:
     psnr: float
     images: int
     seconds: float
+    below_input: int = 0      # images whose SSIM is below their blurred input's
 
 
 def fit_within(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -54,13 +55,18 @@ def load_images(folders: list[Path], max_side: int = 1024) -> list[tuple[str, np
     return out
 
 
-def _scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, float]:
+def _per_image(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[list[float], list[float]]:
     s, p = [], []
     for o, t in zip(outputs, targets):
         a = torch.from_numpy(quantize8(o)).permute(2, 0, 1)[None]
         b = torch.from_numpy(t).permute(2, 0, 1)[None]
         s.append(float(ssim_torch(a, b)))
         p.append(float(psnr_torch(a, b)))
+    return s, p
+
+
+def _scores(outputs: list[np.ndarray], targets: list[np.ndarray]) -> tuple[float, float]:
+    s, p = _per_image(outputs, targets)
     return float(np.mean(s)), float(np.mean(p))
 
 
@@ -72,6 +78,7 @@ def _grid_scores(fn, grid, blurred, sharp) -> list[tuple[float, float]]:
 ORACLE_UNSHARP = "unsharp mask, best setting for this σ"
 BLIND_UNSHARP = "unsharp mask, one setting for all σ"
 WIENER = "Wiener, known kernel (non-blind)"
+BASELINES = (ORACLE_UNSHARP, BLIND_UNSHARP, WIENER)
 
 
 def evaluate(images: list[tuple[str, np.ndarray]], sigmas: list[float], models: dict[str, LoadedModel],
@@ -87,7 +94,8 @@ def evaluate(images: list[tuple[str, np.ndarray]], sigmas: list[float], models: 
     unsharp_by_sigma = {}
     for sigma in sigmas:
         blurred = [degrade(img, Degradation.fixed(sigma), np.random.default_rng(0))[0] for img in sharp]
-        rows.append(Row("blurred input", sigma, *_scores(blurred, sharp), len(sharp), 0.0))
+        input_ssim, input_psnr = _per_image(blurred, sharp)
+        rows.append(Row("blurred input", sigma, float(np.mean(input_ssim)), float(np.mean(input_psnr)), len(sharp), 0.0))
         if baselines:
             t0 = time.time()
             grid = _grid_scores(unsharp_mask, UNSHARP_GRID, blurred, sharp)
@@ -100,8 +108,10 @@ def evaluate(images: list[tuple[str, np.ndarray]], sigmas: list[float], models: 
                             time.time() - t0))
         for label, model in models.items():
             t0 = time.time()
-            outs = [sharpen_array(model, b) for b in blurred]
-            rows.append(Row(label, sigma, *_scores(outs, sharp), len(sharp), time.time() - t0))
+            ssim, psnr = _per_image([sharpen_array(model, b) for b in blurred], sharp)
+            below = sum(o < i for o, i in zip(ssim, input_ssim))
+            rows.append(Row(label, sigma, float(np.mean(ssim)), float(np.mean(psnr)), len(sharp), time.time() - t0,
+                            below))
             if progress:
                 progress(label, sigma)
     if unsharp_by_sigma:  # the blind unsharp mask: one setting, chosen on the mean over σ
@@ -123,9 +133,10 @@ def format_table(rows: list[Row]) -> str:
         base = next(r for r in part if r.method == "blurred input")
         width = max(len(r.method) for r in part)
         lines.append(f"σ = {sigma:g}  ({base.images} images)")
-        lines.append(f"  {'method':<{width}}  {'SSIM':>7} {'ΔSSIM':>8}  {'PSNR':>7} {'ΔPSNR':>7}")
+        lines.append(f"  {'method':<{width}}  {'SSIM':>7} {'ΔSSIM':>8}  {'PSNR':>7} {'ΔPSNR':>7}  below input")
         for r in part:
+            below = "" if r.method in BASELINES or r is base else f"{r.below_input}/{r.images}"
             lines.append(f"  {r.method:<{width}}  {r.ssim:7.4f} {r.ssim - base.ssim:+8.4f}  "
-                         f"{r.psnr:7.2f} {r.psnr - base.psnr:+7.2f}")
+                         f"{r.psnr:7.2f} {r.psnr - base.psnr:+7.2f}  {below:>11}".rstrip())
         lines.append("")
     return "\n".join(lines)

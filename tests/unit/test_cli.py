@@ -54,8 +54,17 @@ def test_eval_prints_a_table_per_sigma(photo_folder, model_file):
     result = CliRunner().invoke(cli, ["eval", "--data", str(photo_folder), "--sigma", "1,2", "--model",
                                       str(model_file), "--max-side", "64"])
     assert result.exit_code == 0, result.output
-    for text in ("σ = 1", "σ = 2", "blurred input", "unsharp mask, best setting", "unsharp mask, one setting", "Wiener", "student-s2d (model.pt)"):
+    for text in ("σ = 1", "σ = 2", "blurred input", "unsharp mask, best setting", "unsharp mask, one setting", "Wiener", "student-s2d (model.pt)", "below input"):
         assert text in result.output
+
+
+def test_table_counts_the_images_a_model_made_worse():
+    from shared.evaluation import ORACLE_UNSHARP, Row, format_table
+
+    rows = [Row("blurred input", 1.0, 0.90, 35.0, 4, 0.0), Row(ORACLE_UNSHARP, 1.0, 0.93, 36.0, 4, 1.0),
+            Row("model", 1.0, 0.94, 37.0, 4, 1.0, below_input=1)]
+    lines = format_table(rows).splitlines()
+    assert lines[-1].split()[-1] == "1/4" and lines[-2].split()[-1] == "+1.00" and lines[-3].split()[-1] == "+0.00"
 
 
 def test_samples_then_enhance_with_the_shipped_model(tmp_path):
