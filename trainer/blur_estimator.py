@@ -99,7 +99,7 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
     net = BlurEstimatorNet()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    t0, metrics = time.time(), {}
+    t0 = time.time()
     for step in range(1, cfg.steps + 1):
         xs, ys = zip(*(blurred_crop(train[int(rng.integers(len(train)))], cfg, rng) for _ in range(cfg.batch_size)))
         loss = F.smooth_l1_loss(net(torch.from_numpy(np.stack(xs))[:, None]), torch.tensor(ys), beta=0.1)

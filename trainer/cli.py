@@ -118,7 +118,7 @@ def fetch_photos(out, max_side, no_debian):
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder(s) of sharp photos; DIV2K_train_HR/DIV2K_valid_HR understood.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights file to write.")
-@click.option("--steps", default=3000, show_default=True)
+@click.option("--steps", default=3000, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--crop", default=192, show_default=True)
 @click.option("--seed", default=0, show_default=True)

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from shared.blur_estimate import (ESTIMATOR_PATH, MAX_SIGMA, MIN_SIGMA, PRIOR_SIGMA, estimate_blur,
                                   load_estimator, save_estimator)
+from shared.cli import cli
 from shared.degrade import Degradation, degrade
 from shared.nets.blur_estimator import BlurEstimatorNet
 from trainer.blur_estimator import EstimatorConfig, train_blur_estimator
@@ -66,3 +68,13 @@ def test_training_smoke(photo_folder, tmp_path):
     assert meta["train_files"] == ["astronaut.png", "coffee.png", "motorcycle_left.png", "rocket.png"]
     assert meta["valid_files"] == ["chelsea.png"]
     assert MIN_SIGMA <= estimate_blur(blurred(load_photo("chelsea.png", 128), 2.0), load_estimator(out)) <= MAX_SIGMA
+
+
+def test_cli_trains_and_reports(photo_folder, tmp_path):
+    out = tmp_path / "est.pt"
+    result = CliRunner().invoke(cli, ["train", "blur-estimator", "--data", str(photo_folder), "--out", str(out),
+                                      "--steps", "2", "--batch-size", "2", "--crop", "64"])
+    assert result.exit_code == 0, result.output
+    assert f"blur estimator written to {out}" in result.output and out.is_file()
+    result = CliRunner().invoke(cli, ["train", "blur-estimator", "--data", str(tmp_path), "--out", str(out)])
+    assert result.exit_code != 0 and "no training images" in result.output
