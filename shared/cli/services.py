@@ -1,6 +1,7 @@
 """Processes: worker, scheduler, dashboard, and `up` (everything on one machine, supervised)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,8 +117,9 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)  # also when started from a script, where SIGINT starts out ignored
+    # SIGINT also when started from a script, where it starts out ignored; SIGHUP when the terminal closes
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
     try:
         while not stopping:
             for name, proc in children:
@@ -127,7 +129,8 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
                     stopping = True
             time.sleep(0.5)
     finally:
-        click.echo("stopping…")
+        with contextlib.suppress(OSError):  # the terminal may be gone (closed, or a pipe whose reader died)
+            click.echo("stopping…")
         for _name, proc in reversed(children):  # Redis last, so workers can ack what they finish
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

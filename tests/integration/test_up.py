@@ -1,6 +1,7 @@
 """`sharpen up` on a fresh directory with no configuration, and `sharpen submit --wait` from a second shell."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,3 +65,49 @@ def test_up_then_submit_and_wait_from_another_shell(tmp_path):
     assert not (cwd / "var" / "redis" / "redis.sock").exists()
     text = (tmp_path / "up.log").read_text()
     assert "Sharpen is up" in text and "stopping" in text
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_stops_its_children_when_its_terminal_goes_away(tmp_path):
+    """A closed terminal: SIGHUP, and stdout a pipe nobody reads. Nothing may be left running."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_ROOT") and not k.startswith("SHARPEN_")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    up = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--no-dashboard", "--no-trainer"],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+    try:
+        assert b"Sharpen is up" in up.stdout.readline()
+        deadline = time.time() + 30
+        while len(kids := _children(up.pid)) < 3:  # embedded Redis, one worker, the scheduler
+            assert time.time() < deadline and up.poll() is None
+            time.sleep(0.2)
+        up.stdout.close()
+        up.send_signal(signal.SIGHUP)
+        up.wait(timeout=90)
+        deadline = time.time() + 30
+        while any(_alive(k) for k in kids):
+            assert time.time() < deadline, f"left running: {[k for k in kids if _alive(k)]}"
+            time.sleep(0.2)
+        assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of its process group
+            os.killpg(up.pid, signal.SIGKILL)
