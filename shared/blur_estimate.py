@@ -10,8 +10,7 @@ read (flat, tiny) gets ``PRIOR_SIGMA``.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from .nets.blur_estimator import BlurEstimatorNet
+from .storage import atomic_write
 
 ESTIMATOR_FORMAT = "sharpen-blur-estimator/1"
 ESTIMATOR_PATH = Path(__file__).resolve().parent.parent / "models" / "blur-estimator.pt"
@@ -31,17 +31,9 @@ _MIN_EDGES = 20
 
 def save_estimator(path: Path, net: BlurEstimatorNet, meta: dict) -> None:
     """Write the estimator's weights and ``meta`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"format": ESTIMATOR_FORMAT, "state_dict": net.state_dict(), "meta": meta}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    torch.save({"format": ESTIMATOR_FORMAT, "state_dict": net.state_dict(), "meta": meta}, buf)
+    atomic_write(Path(path), buf.getvalue(), mode=0o644)
 
 
 def load_estimator(path: Path | str = ESTIMATOR_PATH) -> BlurEstimatorNet:

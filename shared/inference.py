@@ -8,9 +8,8 @@ Images are float32 HWC RGB in [0, 1] (numpy) at the edges; NCHW tensors inside.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from . import nets
 from .blur_estimate import estimate_blur
+from .storage import atomic_write
 
 MODEL_FORMAT = "sharpen-model/1"
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -56,16 +56,9 @@ def save_model(path: Path, net: nn.Module, arch: str, meta: dict) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    payload = {"format": MODEL_FORMAT, "arch": arch, "state_dict": state, "meta": meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model file is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    torch.save({"format": MODEL_FORMAT, "arch": arch, "state_dict": state, "meta": meta}, buf)
+    atomic_write(path, buf.getvalue(), mode=0o644)  # a model file is meant to be shared
     return file_sha256(path)
 
 

@@ -42,6 +42,7 @@ def test_save_load_round_trip_and_clear_errors(tmp_path):
     torch.manual_seed(0)
     net = BlurEstimatorNet()
     save_estimator(tmp_path / "e.pt", net, {"note": "x"})
+    assert (tmp_path / "e.pt").stat().st_mode & 0o777 == 0o644 and not list(tmp_path.glob(".*.tmp"))
     back = load_estimator(tmp_path / "e.pt")
     x = torch.rand(1, 1, 64, 64)
     assert torch.equal(net.eval()(x), back(x))
