@@ -54,7 +54,6 @@ def file_sha256(path: Path) -> str:
 def save_model(path: Path, net: nn.Module, arch: str, meta: dict) -> str:
     """Write a model file atomically; returns its sha256."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save({"format": MODEL_FORMAT, "arch": arch, "state_dict": state, "meta": meta}, buf)
