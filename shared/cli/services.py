@@ -90,9 +90,17 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
     """Start everything on this machine: Redis (embedded unless REDIS_URL), workers, scheduler, dashboard."""
     settings = ctx.settings
     ctx.db  # noqa: B018 - migrate once, before any child starts
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    # before any child starts, so no signal can end `up` and leave children behind. SIGINT also when started
+    # from a script, where it starts out ignored; SIGHUP when the terminal closes
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
     children: list[tuple[str, subprocess.Popen]] = []
-    if settings.uses_embedded_redis:
-        children.append(("redis", start_embedded_redis(settings)))
     env = {**os.environ, **settings.to_env()}
     exe = [sys.executable, "-m", "shared.cli"]
     plan = [(f"worker-{i + 1}", exe + ["worker", "--queue", "sharpen"]) for i in range(sharpen_workers)]
@@ -103,24 +111,17 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
         plan.append(("dashboard", exe + ["dashboard"]))
     logs = settings.storage_root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    for name, cmd in plan:
-        log = open(logs / f"{name}.log", "ab")
-        children.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
-    click.echo(f"Sharpen is up: storage {settings.storage_root}, database {settings.db_url}")
-    click.echo(f"queue: {settings.broker_url}   logs: {logs}")
-    if not no_dashboard:
-        click.echo(f"dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
-    click.echo("submit from another shell in this directory: sharpen submit FOLDER --wait   (Ctrl-C stops all)")
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    # SIGINT also when started from a script, where it starts out ignored; SIGHUP when the terminal closes
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
     try:
+        if settings.uses_embedded_redis:
+            children.append(("redis", start_embedded_redis(settings)))
+        for name, cmd in plan:
+            log = open(logs / f"{name}.log", "ab")
+            children.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
+        click.echo(f"Sharpen is up: storage {settings.storage_root}, database {settings.db_url}")
+        click.echo(f"queue: {settings.broker_url}   logs: {logs}")
+        if not no_dashboard:
+            click.echo(f"dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
+        click.echo("submit from another shell in this directory: sharpen submit FOLDER --wait   (Ctrl-C stops all)")
         while not stopping:
             for name, proc in children:
                 if proc.poll() is not None:
