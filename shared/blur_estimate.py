@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from pathlib import Path
 
 import cv2
@@ -74,6 +75,53 @@ def _has_edges(gray: np.ndarray) -> bool:
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     return int(np.count_nonzero(gx * gx + gy * gy >= 0.05 ** 2)) >= _MIN_EDGES
+
+
+_LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+def _noise_at(gray: np.ndarray) -> float:
+    """Immerkær's noise std estimate of an (H, W) float gray image, over its flatter half (least gradient)."""
+    if min(gray.shape) < 8:
+        return 0.0
+    lap = np.abs(cv2.filter2D(gray, cv2.CV_32F, _LAPLACE)[1:-1, 1:-1])
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)[1:-1, 1:-1]
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)[1:-1, 1:-1]
+    grad = (gx * gx + gy * gy).ravel()
+    flat = lap.ravel()[grad <= np.partition(grad, grad.size // 2)[grad.size // 2]]
+    return float(math.sqrt(math.pi / 2) / 6 * flat.mean())
+
+
+def estimate_noise(rgb) -> tuple[float, float]:
+    """(fine, coarse) noise std in [0, 1] units of a float HWC RGB / HW gray image (numpy or tensor).
+
+    Fine: Immerkær's estimate on the central ``REGION``² gray pixels; coarse: the same after 2 x 2 averaging
+    (times 2, so white noise reads alike at both scales). JPEG removes the finest noise and leaves blotches:
+    the coarse reading sees them. The flatter half of the pixels (least gradient) is used, so edges and
+    texture read as little noise on a blurred photo. (Only the gray central region leaves the device.)"""
+    if torch.is_tensor(rgb):
+        t = rgb.detach().float()
+        t = t[..., 0] * 0.299 + t[..., 1] * 0.587 + t[..., 2] * 0.114 if t.ndim == 3 and t.shape[2] == 3 else t
+        h, w = t.shape[:2]
+        y, x = (h - min(h, REGION)) // 2, (w - min(w, REGION)) // 2
+        gray = t.reshape(h, w)[y:y + REGION, x:x + REGION].cpu().numpy()
+    else:
+        gray = central_region(to_gray(rgb), REGION, 1)
+    gray = np.ascontiguousarray(gray, dtype=np.float32)
+    fine = _noise_at(gray)
+    if min(gray.shape) < 16:
+        return fine, fine
+    h2, w2 = gray.shape[0] // 2 * 2, gray.shape[1] // 2 * 2
+    half = cv2.resize(gray[:h2, :w2], (w2 // 2, h2 // 2), interpolation=cv2.INTER_AREA)
+    return fine, 2 * _noise_at(half)
+
+
+def estimate_hint(rgb: np.ndarray, size: int, device: torch.device | str = "cpu") -> list[float]:
+    """What a hinted network is told about a float HWC RGB image: [σ] (size 1) or [σ, noise fine, noise
+    coarse] (size 3)."""
+    host = rgb.detach().cpu().numpy() if torch.is_tensor(rgb) else rgb
+    sigma = estimate_blur(host, device=device)
+    return [sigma] if size == 1 else [sigma, *estimate_noise(rgb)]
 
 
 @torch.inference_mode()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nets
-from .blur_estimate import estimate_blur
+from .blur_estimate import estimate_hint
 from .storage import atomic_write
 
 MODEL_FORMAT = "sharpen-model/1"
@@ -83,8 +83,17 @@ class LoadedModel:
 
     @property
     def uses_hint(self) -> bool:
-        """Whether the network takes the image's estimated blur σ as a second input."""
+        """Whether the network takes an estimate of the image's degradation as a second input."""
         return bool(getattr(self.net, "uses_hint", False))
+
+    @property
+    def hint_size(self) -> int:
+        """Numbers the network is told per image: 1 (blur σ) or 3 (σ and two noise readings); 0 for none."""
+        return int(getattr(self.net, "hint_size", 0)) if self.uses_hint else 0
+
+    def estimate_hint(self, rgb) -> list[float] | None:
+        """What this network is told about a float HWC RGB image (None when it takes no hint)."""
+        return estimate_hint(rgb, self.hint_size, self.device) if self.uses_hint else None
 
 
 def load_model(path: Path | str | None = None, device: str | torch.device = "auto") -> LoadedModel:
@@ -109,12 +118,17 @@ def load_model(path: Path | str | None = None, device: str | torch.device = "aut
                        path=path, device=dev)
 
 
-def _forward(model: LoadedModel, x: torch.Tensor, hint: float | None = None) -> torch.Tensor:
-    """One forward pass of an NCHW batch whose sides are multiples of ``model.scale``."""
+Hint = "list[float] | float | None"
+
+
+def _forward(model: LoadedModel, x: torch.Tensor, hint: Hint = None) -> torch.Tensor:
+    """One forward pass of an NCHW batch whose sides are multiples of ``model.scale``; every image of the
+    batch is told the same ``hint``."""
     x = x.to(model.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     run = model.net
     if model.uses_hint:
-        h = torch.full((x.shape[0],), float(hint), device=model.device)
+        values = torch.tensor(hint if isinstance(hint, (list, tuple)) else [hint], dtype=torch.float32)
+        h = values.to(model.device).expand(x.shape[0], -1)
         run = lambda t: model.net(t, h)  # noqa: E731
     with torch.inference_mode():
         if model.device.type == "cuda" and model.amp:
@@ -143,7 +157,7 @@ def _tiles(length: int, tile: int, step: int) -> list[int]:
     return starts
 
 
-def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int, hint: float | None) -> torch.Tensor:
+def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int, hint: Hint) -> torch.Tensor:
     """Student: tiles with a halo of at least the receptive radius, so the result equals one whole pass
     (bit for bit up to float rounding in fp32; under fp16 autocast on a GPU, to fp16 rounding)."""
     s = model.scale
@@ -168,13 +182,14 @@ def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int, hin
     return out
 
 
-def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int, batch: int) -> torch.Tensor:
+def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int, batch: int,
+                   hint: Hint = None) -> torch.Tensor:
     """Teacher: overlapping tiles blended with a linear ramp (its receptive field is too large to be exact)."""
     s = model.scale
     tile = max(s, tile // s * s)
     _, _, H, W = x.shape
     if H <= tile and W <= tile:
-        return _forward(model, x).to(x.device)
+        return _forward(model, x, hint).to(x.device)
     th, tw = min(tile, H), min(tile, W)
     ramp = lambda n: torch.minimum(torch.arange(n) + 1.0, torch.arange(n, 0, -1.0)).clamp(max=overlap + 1)  # noqa
     weight = (ramp(th)[:, None] * ramp(tw)[None, :]).to(x)
@@ -183,7 +198,7 @@ def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int,
     coords = [(y0, x0) for y0 in _tiles(H, th, th - overlap) for x0 in _tiles(W, tw, tw - overlap)]
     for i in range(0, len(coords), batch):
         part = coords[i:i + batch]
-        res = _forward(model, torch.cat([x[:, :, y:y + th, z:z + tw] for y, z in part])).to(x.device)
+        res = _forward(model, torch.cat([x[:, :, y:y + th, z:z + tw] for y, z in part]), hint).to(x.device)
         for k, (y, z) in enumerate(part):
             acc[:, :, y:y + th, z:z + tw] += res[k:k + 1] * weight
             norm[:, :, y:y + th, z:z + tw] += weight
@@ -192,17 +207,17 @@ def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int,
 
 @torch.inference_mode()
 def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int = 512, overlap: int = 64,
-                   batch: int = 8, hint: float | None = None) -> torch.Tensor:
+                   batch: int = 8, hint: Hint = None) -> torch.Tensor:
     """Sharpen a (1,3,H,W) float tensor in [0,1] of any size in bounded memory; returns (1,3,H,W) clipped.
 
-    A hinted student gets the blur σ estimated once from the whole image (or ``hint`` when given), so
-    every tile of the image is sharpened alike.
+    A hinted network gets the degradation estimated once from the whole image (or ``hint`` when given:
+    ``LoadedModel.estimate_hint``), so every tile of the image is sharpened alike.
     """
     if model.uses_hint and hint is None:
-        hint = estimate_blur(x[0].permute(1, 2, 0).float().cpu().numpy(), device=model.device)
+        hint = model.estimate_hint(x[0].permute(1, 2, 0).float())
     xp, h, w = _pad_to(x.float(), model.scale)
     if model.is_teacher:
-        y = _blended_tiled(model, xp, tile, overlap, batch)
+        y = _blended_tiled(model, xp, tile, overlap, batch, hint)
     else:
         y = _exact_tiled(model, xp, tile, batch, hint)
     return y[:, :, :h, :w].clamp_(0.0, 1.0)

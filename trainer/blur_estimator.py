@@ -1,12 +1,15 @@
 """Train the blur estimator (``shared.nets.blur_estimator``) on folders of sharp photos.
 
 Each step draws crops from the training photos (half of them first downscaled by a random factor in
-[0.5, 1], so the photos' own sharpness varies), blurs each with a σ drawn log-uniformly from [0.3, 4],
-sometimes adds mild noise or JPEG, rounds to 8 bits, and fits the estimator's log σ with a smooth L1 loss.
-Validation: the whole validation photos blurred with σ = 0.5, 1, 2, 3, as inference reads them.
+[0.5, 1], so the photos' own sharpness varies) and degrades each. ``degradation="gaussian"``: a Gaussian σ
+drawn log-uniformly from [0.3, 4], sometimes mild noise or JPEG, 8 bits. ``"realistic"``: a draw of
+``shared.degrade.REALISTIC`` (every blur family, sensor noise, JPEG) whose target is the blur's equivalent
+Gaussian σ (clean crops: 0.3). The estimator's log σ is fitted with a smooth L1 loss. Crops are made by
+``workers`` processes. Validation: the whole validation photos blurred with σ = 0.5, 1, 2, 3.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -18,13 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from shared.blur_estimate import MAX_SIGMA, MIN_SIGMA, estimate_blur, save_estimator, to_gray
-from shared.degrade import gaussian_blur, jpeg_roundtrip, quantize8
+from shared.degrade import REALISTIC, degrade, gaussian_blur, jpeg_roundtrip, quantize8
 from shared.evaluation import fit_within
 from shared.nets.blur_estimator import BlurEstimatorNet
 
 from .data import list_images, load_rgb
 
 VAL_SIGMAS = (0.5, 1.0, 2.0, 3.0)
+# the estimator reads σ up to MAX_SIGMA: train it on a slightly wider Gaussian range than the students
+REALISTIC_WIDE = dataclasses.replace(REALISTIC, sigma=(MIN_SIGMA, MAX_SIGMA))
 
 
 @dataclass
@@ -37,6 +42,8 @@ class EstimatorConfig:
     jpeg_prob: float = 0.2      # JPEG quality 80-98 instead of plain 8-bit rounding
     max_side: int = 1024
     seed: int = 0
+    degradation: str = "gaussian"   # or "realistic" (shared.degrade.REALISTIC, equivalent-σ targets)
+    workers: int = 0                # DataLoader processes making the crops
 
 
 def photo_split(folders: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -70,12 +77,30 @@ def blurred_crop(photo: np.ndarray, cfg: EstimatorConfig, rng: np.random.Generat
     k = int(rng.integers(0, 8))
     region = np.rot90(photo[y:y + side, x:x + side], k % 4)
     region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
+    if cfg.degradation == "realistic":
+        out, sigma = degrade(region, REALISTIC_WIDE, rng)
+        return to_gray(out[margin:-margin, margin:-margin]), math.log(min(max(sigma, MIN_SIGMA), MAX_SIGMA))
     sigma = math.exp(rng.uniform(math.log(MIN_SIGMA), math.log(MAX_SIGMA)))
     out = gaussian_blur(region, sigma)
     if rng.random() < cfg.noise_prob:
         out = out + rng.normal(0.0, rng.uniform(0.0, 0.01), out.shape).astype(np.float32)
     out = jpeg_roundtrip(out, int(rng.integers(80, 99))) if rng.random() < cfg.jpeg_prob else quantize8(out)
     return to_gray(out[margin:-margin, margin:-margin]), math.log(sigma)
+
+
+class _Crops(torch.utils.data.Dataset):
+    """Crop ``i`` of the run: photo and degradation drawn from a generator seeded by (seed, i)."""
+
+    def __init__(self, photos: list[np.ndarray], cfg: EstimatorConfig):
+        self.photos, self.cfg = photos, cfg
+
+    def __len__(self) -> int:
+        return self.cfg.steps * self.cfg.batch_size
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.cfg.seed, i])
+        gray, target = blurred_crop(self.photos[int(rng.integers(len(self.photos)))], self.cfg, rng)
+        return torch.from_numpy(gray)[None], torch.tensor(target, dtype=torch.float32)
 
 
 def validate(net: BlurEstimatorNet, photos: list[np.ndarray]) -> dict:
@@ -95,14 +120,17 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
     train = [fit_within(load_rgb(f), cfg.max_side) for f in train_files]
     valid = [fit_within(load_rgb(f), cfg.max_side) for f in valid_files]
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = BlurEstimatorNet()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = BlurEstimatorNet().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    if cfg.steps >= 50:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    else:  # too short for a schedule (smoke runs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
     t0 = time.time()
-    for step in range(1, cfg.steps + 1):
-        xs, ys = zip(*(blurred_crop(train[int(rng.integers(len(train)))], cfg, rng) for _ in range(cfg.batch_size)))
-        loss = F.smooth_l1_loss(net(torch.from_numpy(np.stack(xs))[:, None]), torch.tensor(ys), beta=0.1)
+    crops = torch.utils.data.DataLoader(_Crops(train, cfg), batch_size=cfg.batch_size, num_workers=cfg.workers)
+    for step, (xs, ys) in enumerate(crops, start=1):
+        loss = F.smooth_l1_loss(net(xs.to(device)), ys.to(device), beta=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -110,6 +138,7 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
         if progress:
             progress(step, loss.item())
     metrics = {"steps": cfg.steps, "train_loss": loss.item(), "minutes": (time.time() - t0) / 60}
+    net = net.cpu()
     if valid:
         metrics.update(validate(net, valid))
     save_estimator(out, net, {"config": asdict(cfg), "train_files": [f.name for f in train_files],

@@ -77,11 +77,14 @@ def train() -> None:
 
 
 @train.command("teacher")
+@click.option("--arch", type=click.Choice(["teacher", "teacher-wiener"]), default=None,
+              help="teacher: the ResNet18 U-Net; teacher-wiener: the same behind the Wiener front end.")
 @_common
-def train_teacher(data, val_data, out, preset, resume, **options):
+def train_teacher(arch, data, val_data, out, preset, resume, **options):
     """Train the ResNet18 U-Net teacher on sharp images."""
-    cfg = make_config(preset or "teacher", data=list(data), val_data=list(val_data), **_parse_tuples(options))
-    if cfg.arch != "teacher":
+    cfg = make_config(preset or "teacher", arch=arch, data=list(data), val_data=list(val_data),
+                      **_parse_tuples(options))
+    if not cfg.arch.startswith("teacher"):
         raise click.UsageError(f"preset {preset!r} trains {cfg.arch}; use `sharpen train student`")
     _run(cfg, out, resume)
 
@@ -97,7 +100,7 @@ def train_student(teacher, arch, data, val_data, out, preset, resume, **options)
         preset = "distill" if teacher else "plain"
     cfg = make_config(preset, arch=arch, teacher=teacher, data=list(data), val_data=list(val_data),
                       **_parse_tuples(options))
-    if cfg.arch == "teacher":
+    if cfg.arch.startswith("teacher"):
         raise click.UsageError("use `sharpen train teacher` to train the teacher")
     _run(cfg, out, resume)
 
@@ -106,12 +109,18 @@ def train_student(teacher, arch, data, val_data, out, preset, resume, **options)
 @click.option("--out", default="data/photos", show_default=True, type=click.Path(file_okay=False))
 @click.option("--max-side", default=1024, show_default=True)
 @click.option("--no-debian", is_flag=True, help="Only the photos inside Python packages.")
-def fetch_photos(out, max_side, no_debian):
-    """Gather the free training photos (package data, Debian wallpapers) in DIV2K layout."""
-    from trainer.photos import collect_photos
+@click.option("--cache", default=None, type=click.Path(file_okay=False),
+              help="Where downloaded .deb files are kept  [default: .cache next to --out]")
+def fetch_photos(out, max_side, no_debian, cache):
+    """Rebuild the photo set of trainer/photo_manifest.json byte for byte: DIV2K_train_HR (train),
+    DIV2K_valid_HR (tuning) and holdout_HR (held-out validation)."""
+    from trainer.photos import PhotoError, collect_photos
 
-    split = collect_photos(Path(out), max_side=max_side, with_debian=not no_debian)
-    click.echo(f"{len(split['train'])} training and {len(split['valid'])} validation photos in {out}")
+    try:
+        collect_photos(Path(out), max_side=max_side, cache=cache and Path(cache),
+                       only=["python"] if no_debian else None, log=click.echo)
+    except PhotoError as e:
+        raise click.ClickException(str(e))
 
 
 @train.command("blur-estimator")
@@ -122,13 +131,17 @@ def fetch_photos(out, max_side, no_debian):
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--crop", default=192, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def train_blur_estimator(data, out, steps, batch_size, crop, seed):
+@click.option("--degradation", type=click.Choice(["gaussian", "realistic"]), default="gaussian", show_default=True,
+              help="realistic: every blur family with noise and JPEG, read as the equivalent Gaussian σ.")
+@click.option("--workers", default=0, show_default=True, help="Processes making the training crops.")
+def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, workers):
     """Train the network that reads an image's blur σ (the hinted students' hint)."""
     from tqdm import tqdm
 
     from trainer.blur_estimator import EstimatorConfig, train_blur_estimator as run
 
-    cfg = EstimatorConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed)
+    cfg = EstimatorConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed, degradation=degradation,
+                          workers=workers)
     with tqdm(total=steps, desc="blur estimator", unit="step") as bar:
         def progress(step, loss):
             bar.update(1)
@@ -145,8 +158,9 @@ def train_blur_estimator(data, out, steps, batch_size, crop, seed):
 @train.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Default RUN_DIR/model.pt.")
-def export(run_dir, out):
+@click.option("--half", is_flag=True, help="Store float16 weights (half the size).")
+def export(run_dir, out, half):
     """Write a model file from a run's last checkpoint (e.g. a run stopped before its end)."""
     from trainer.loop import export_checkpoint
 
-    click.echo(f"model written to {export_checkpoint(Path(run_dir), out)}")
+    click.echo(f"model written to {export_checkpoint(Path(run_dir), out, half)}")

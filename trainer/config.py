@@ -35,10 +35,14 @@ class TrainConfig:
     feature_init: str = "auto"           # ResNet18 feature extractor: auto | imagenet | random
     teacher: str | None = None           # path of a trained teacher model file
     teacher_init: str = "auto"           # teacher encoder init when training the teacher
+    degradation: str = "gaussian"        # "gaussian": Gaussian blur from sigma_min..max with the noise/jpeg
+                                         # options below; "realistic": shared.degrade.REALISTIC (every blur
+                                         # family, sensor noise, JPEG), validated on shared.degrade.EVAL_FAMILIES
     sigma_min: float = 0.5               # Gaussian blur σ range drawn per crop
     sigma_max: float = 3.0
-    hint_jitter: float = 0.1             # a hinted student is told σ·exp(N(0, hint_jitter²)) in training: the
-                                         # blur estimator's RMS error in log σ on unseen photos is about 0.1
+    hint_jitter: float = 0.1             # a hinted network is told σ·exp(N(0, hint_jitter²)) in training: the
+                                         # blur estimator's RMS error in log σ on unseen photos is about 0.1;
+                                         # noise readings are measured on the crop's region itself
     sigma_skew: float = 1.0              # >1 draws mild blur more often (σ = min + range·u^skew)
     noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
     noise_max: float = 0.01

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from shared import nets
-from shared.degrade import Degradation, degrade
+from shared.blur_estimate import estimate_noise
+from shared.degrade import EVAL_FAMILIES, REALISTIC, Degradation, degrade
 from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
 
 from .config import TrainConfig
@@ -76,20 +77,19 @@ class CropDataset(Dataset):
                 img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC).clip(0, 1)
             self.images.append(np.rint(img * 65535).astype(np.uint16))  # half the memory of float32
         self.cfg = cfg
-        self.deg = Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), sigma_skew=cfg.sigma_skew,
-                               noise=(0.0, cfg.noise_max), noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
+        self.deg = training_degradation(cfg)
         self.epoch = 0
-        spec = nets.STUDENTS.get(cfg.arch)
-        self.with_hint = bool(spec and spec.blur_hint)
+        self.hint_size = hint_size(cfg.arch)
 
     def __len__(self) -> int:
         return len(self.images) * self.cfg.patches_per_image
 
     def __getitem__(self, index: int):
         """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
-        contains it, so the crop's borders see real neighbours. A hinted student's hint is the true σ times
-        exp(N(0, hint_jitter²)): at inference it reads σ from ``shared.blur_estimate``, which errs by about
-        that much on photos it has not seen (other networks get 0)."""
+        contains it, so the crop's borders see real neighbours. The hint has three numbers: the true
+        (equivalent) σ times exp(N(0, hint_jitter²)) — at inference σ is read by ``shared.blur_estimate``,
+        which errs by about that much on photos it has not seen — and, for networks told three numbers, the
+        noise readings of ``estimate_noise`` on the degraded region, as at inference. Unused ones are 0."""
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
@@ -101,12 +101,33 @@ class CropDataset(Dataset):
         region = np.rot90(region, k % 4)
         region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
         blurred, sigma = degrade(region, self.deg, rng)
-        hint = sigma * float(np.exp(self.cfg.hint_jitter * rng.standard_normal())) if self.with_hint else 0.0
+        hint = [0.0, 0.0, 0.0]
+        if self.hint_size:
+            hint[0] = max(sigma, 0.3) * float(np.exp(self.cfg.hint_jitter * rng.standard_normal()))
+        if self.hint_size == 3:
+            hint[1:] = estimate_noise(blurred)
         cy = int(rng.integers(0, region.shape[0] - c + 1))
         cx = int(rng.integers(0, region.shape[1] - c + 1))
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a[cy:cy + c, cx:cx + c])).permute(2, 0, 1)  # noqa: E731
         return (to_t(blurred), to_t(region), torch.tensor(sigma, dtype=torch.float32),
                 torch.tensor(hint, dtype=torch.float32))
+
+
+def hint_size(arch: str) -> int:
+    """How many numbers the network ``arch`` is told per image (0, 1 or 3)."""
+    spec = nets.STUDENTS.get(arch)
+    if spec is not None:
+        return spec.hint_size
+    return 3 if arch == "teacher-wiener" else 0
+
+
+def training_degradation(cfg: TrainConfig) -> Degradation:
+    if cfg.degradation == "realistic":
+        return REALISTIC
+    if cfg.degradation != "gaussian":
+        raise ValueError(f"unknown degradation {cfg.degradation!r}: use gaussian or realistic")
+    return Degradation(sigma=(cfg.sigma_min, cfg.sigma_max), sigma_skew=cfg.sigma_skew,
+                       noise=(0.0, cfg.noise_max), noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob)
 
 
 def centre_crop(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -116,12 +137,21 @@ def centre_crop(img: np.ndarray, max_side: int) -> np.ndarray:
     return img[y:y + th, x:x + tw]
 
 
-def validation_set(files: list[Path], cfg: TrainConfig) -> list[tuple[str, float, np.ndarray, np.ndarray]]:
-    """Fixed validation pairs: (name, σ, blurred, sharp) for every file and every σ in ``val_sigmas``."""
+def validation_degradations(cfg: TrainConfig) -> dict[str, Degradation]:
+    """label -> fixed degradation: Gaussian ``val_sigmas`` (labels "1", "2", ...), and for realistic
+    training the other evaluation families of ``shared.degrade.EVAL_FAMILIES`` as well."""
+    out = {f"{s:g}": Degradation.fixed(s) for s in cfg.val_sigmas}
+    if cfg.degradation == "realistic":
+        out.update({k: v for k, v in EVAL_FAMILIES.items() if not k.startswith("gaussian σ")})
+    return out
+
+
+def validation_set(files: list[Path], cfg: TrainConfig) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Fixed validation pairs: (name, label, degraded, sharp) for every file and validation degradation."""
     pairs = []
-    for f in files:
+    for i, f in enumerate(files):
         sharp = centre_crop(load_rgb(f), cfg.val_max_side)
-        for sigma in cfg.val_sigmas:
-            blurred, _ = degrade(sharp, Degradation.fixed(sigma), np.random.default_rng(0))
-            pairs.append((f.name, float(sigma), blurred, sharp))
+        for label, deg in validation_degradations(cfg).items():
+            blurred, _ = degrade(sharp, deg, np.random.default_rng(i))
+            pairs.append((f.name, label, blurred, sharp))
     return pairs

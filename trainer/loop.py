@@ -39,29 +39,29 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device) -> dict:
-    """Validation SSIM/PSNR of ``net`` on fixed (name, σ, blurred, sharp) pairs; 8-bit output as when saved.
-
-    Returns overall means plus ``ssim@σ`` / ``psnr@σ`` per σ and the blurred input's scores for reference.
-    Scores are computed on ``device`` (the GPU when training there).
+    """Validation SSIM/PSNR of ``net`` on fixed (name, label, degraded, sharp) pairs; 8-bit output as when
+    saved. Returns overall means plus ``ssim@label`` / ``psnr@label`` per degradation (label "2" is Gaussian
+    σ = 2) and the degraded input's scores for reference. Scores are computed on ``device``.
     """
     was_training = net.training
     net.eval()
     model = LoadedModel(net=net, arch=arch, meta={}, sha256="", path=Path(), device=device)
-    rows = []
-    for _name, sigma, blurred, sharp in pairs:
+    rows, labels = [], []
+    for _name, label, blurred, sharp in pairs:
         x = torch.from_numpy(blurred).permute(2, 0, 1)[None].to(device)
         y = torch.from_numpy(sharp).permute(2, 0, 1)[None].to(device)
         out = torch.round(sharpen_tensor(model, x) * 255) / 255
-        rows.append(torch.stack([torch.tensor(sigma, device=device), ssim_torch(out, y)[0], psnr_torch(out, y)[0],
-                                 ssim_torch(x, y)[0], psnr_torch(x, y)[0]]))
+        rows.append(torch.stack([ssim_torch(out, y)[0], psnr_torch(out, y)[0], ssim_torch(x, y)[0],
+                                 psnr_torch(x, y)[0]]))
+        labels.append(label)
     net.train(was_training)
     arr = torch.stack(rows).double().cpu().numpy()
-    result = {"val_ssim": float(arr[:, 1].mean()), "val_psnr": float(arr[:, 2].mean()),
-              "input_ssim": float(arr[:, 3].mean()), "input_psnr": float(arr[:, 4].mean())}
-    for sigma in sorted(set(arr[:, 0])):
-        sel = arr[arr[:, 0] == sigma]
-        result[f"ssim@{sigma:g}"] = float(sel[:, 1].mean())
-        result[f"psnr@{sigma:g}"] = float(sel[:, 2].mean())
+    result = {"val_ssim": float(arr[:, 0].mean()), "val_psnr": float(arr[:, 1].mean()),
+              "input_ssim": float(arr[:, 2].mean()), "input_psnr": float(arr[:, 3].mean())}
+    for label in dict.fromkeys(labels):
+        sel = arr[[lab == label for lab in labels]]
+        result[f"ssim@{label}"] = float(sel[:, 0].mean())
+        result[f"psnr@{label}"] = float(sel[:, 1].mean())
     return result
 
 
@@ -94,7 +94,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(cfg.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed crop sizes: let cuDNN pick its kernels
-    cfg.teacher_init = nets.resolve_init(cfg.teacher_init) if cfg.arch == "teacher" else cfg.teacher_init
+    cfg.teacher_init = nets.resolve_init(cfg.teacher_init) if cfg.arch in nets.TEACHERS else cfg.teacher_init
     cfg.feature_init = nets.resolve_init(cfg.feature_init) if cfg.w_feature_kd > 0 else cfg.feature_init
     torch.manual_seed(cfg.seed)
     train_files, val_files = split_sources(cfg)
@@ -145,8 +145,8 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                 teacher_out = None
                 if teacher is not None:
                     with torch.no_grad():
-                        teacher_out = teacher(blurred).float().clamp(0, 1)
-                pred = net(blurred, hint.to(device)) if getattr(net, "uses_hint", False) else net(blurred)
+                        teacher_out = _run(teacher, blurred, hint, device).float().clamp(0, 1)
+                pred = _run(net, blurred, hint, device)
                 loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -188,6 +188,13 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     return TrainResult(model_path=model_path, epochs=len(history), history=history, resumed_from=start_epoch)
 
 
+def _run(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Forward ``x``, telling a hinted network the first ``hint_size`` numbers of each crop's hint."""
+    if not getattr(net, "uses_hint", False):
+        return net(x)
+    return net(x, hint[:, : net.hint_size].to(device, non_blocking=True))
+
+
 def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
     """Start from ``cfg.init_from``: the same architecture, or the unhinted student a hinted one extends
     (its hint weights start at zero, so the run starts from exactly that model)."""
@@ -201,18 +208,20 @@ def _model_meta(config: dict, history: list[dict], step: int, run_dir: Path) -> 
     split = json.loads((run_dir / "split.json").read_text())
     return {"config": config, "metrics": history[-1] if history else {}, "epochs": len(history), "steps": step,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "teacher_init": config["teacher_init"] if config["arch"] == "teacher" else None,
+            "teacher_init": config["teacher_init"] if config["arch"] in nets.TEACHERS else None,
             "feature_init": config["feature_init"] if config["w_feature_kd"] > 0 else None,
             "train_files": [Path(p).name for p in split["train"]],
             "val_files": [Path(p).name for p in split["val"]]}
 
 
-def export_checkpoint(run_dir: Path | str, out: Path | str | None = None) -> Path:
-    """Write a model file from a run's last checkpoint (e.g. of a run that was stopped early)."""
+def export_checkpoint(run_dir: Path | str, out: Path | str | None = None, half: bool = False) -> Path:
+    """Write a model file from a run's last checkpoint (e.g. of a run that was stopped early); ``half``
+    stores float16 weights (half the size; they load into float32 networks)."""
     run_dir = Path(run_dir)
     ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
     net = nets.build(ckpt["config"]["arch"])
     net.load_state_dict(ckpt["model"])
+    net = net.half() if half else net
     out = Path(out or run_dir / MODEL)
     save_model(out, net, ckpt["config"]["arch"], _model_meta(ckpt["config"], ckpt["history"], ckpt["step"], run_dir))
     return out

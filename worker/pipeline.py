@@ -18,7 +18,6 @@ import torch
 from sqlalchemy import update
 
 from scheduler.enqueue import refresh_batch
-from shared.blur_estimate import estimate_blur
 from shared.config import Settings
 from shared.db import TRANSIENT_ERRORS, Database
 from shared.degrade import Degradation, degrade
@@ -128,7 +127,7 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
             reference, _ = to_model_input(ref_pic)
     rgb, _alpha = to_model_input(picture)
     x = _tensor(rgb, model.device)
-    hint = estimate_blur(rgb, device=model.device) if model.uses_hint else None  # from the CPU copy
+    hint = model.estimate_hint(rgb)  # from the CPU copy
     y = sharpen_tensor(model, x, hint=hint)
     result = from_model_output(y[0].permute(1, 2, 0).float().cpu().numpy(), picture)
     suffix = Path(job.input_path).suffix if batch.mode != "synthetic" else ".png"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from .student import FourConvStudent, StudentSpec
-from .teacher import ResNet18Features, ResNet18UNet, WeightsUnavailable, resolve_init
+from .teacher import ResNet18Features, ResNet18UNet, WeightsUnavailable, WienerResNet18UNet, resolve_init
 
 STUDENTS: dict[str, StudentSpec] = {
     # the original design, output used directly, sees 9x9 pixels
@@ -22,8 +22,10 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d-dilated": StudentSpec(residual=True, unshuffle=2, dilations=(1, 2, 2, 1)),
     # student-s2d told the image's blur σ (estimated from the whole image by shared.blur_estimate)
     "student-s2d-hint": StudentSpec(residual=True, unshuffle=2, blur_hint=True),
+    # student-s2d behind a Wiener front end told the estimated σ and noise: starts as blind Wiener
+    "student-s2d-wiener": StudentSpec(residual=True, unshuffle=2, wiener=True),
 }
-TEACHERS = ("teacher",)
+TEACHERS = ("teacher", "teacher-wiener")
 ARCHITECTURES = tuple(STUDENTS) + TEACHERS
 
 
@@ -33,6 +35,8 @@ def build(arch: str, *, teacher_init: str = "random") -> nn.Module:
         return FourConvStudent(STUDENTS[arch])
     if arch == "teacher":
         return ResNet18UNet(init=teacher_init)
+    if arch == "teacher-wiener":
+        return WienerResNet18UNet(init=teacher_init)
     raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
 
 
@@ -41,4 +45,4 @@ def count_parameters(net: nn.Module) -> int:
 
 
 __all__ = ["ARCHITECTURES", "STUDENTS", "TEACHERS", "FourConvStudent", "ResNet18Features", "ResNet18UNet",
-           "StudentSpec", "WeightsUnavailable", "build", "count_parameters", "resolve_init"]
+           "StudentSpec", "WeightsUnavailable", "WienerResNet18UNet", "build", "count_parameters", "resolve_init"]

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .wiener import WienerFrontEnd
+
 
 @dataclass(frozen=True)
 class StudentSpec:
@@ -25,6 +27,16 @@ class StudentSpec:
     blur_hint: bool = False          # a per-image blur estimate (``shared.blur_estimate``) shifts each hidden
                                      # layer before its ReLU: one number that tells the convolutions how much
                                      # to sharpen
+    wiener: bool = False             # a Wiener front end (``shared.nets.wiener``) deconvolves the input with the
+                                     # estimated σ and a noise-dependent balance; the convolutions see input and
+                                     # Wiener output and add a correction to the latter (zero at start: the
+                                     # untrained student *is* the blind Wiener filter). Hint: (σ, noise fine,
+                                     # noise coarse)
+
+    @property
+    def hint_size(self) -> int:
+        """Numbers per image the student is told: 0, 1 (σ) or 3 (σ and two noise readings)."""
+        return 3 if self.wiener else int(self.blur_hint)
 
 
 class FourConvStudent(nn.Module):
@@ -34,7 +46,7 @@ class FourConvStudent(nn.Module):
         super().__init__()
         self.spec = spec
         chans = 3 * spec.unshuffle ** 2
-        widths = (chans, *spec.widths, chans)
+        widths = (chans * (2 if spec.wiener else 1), *spec.widths, chans)
         layers: list[nn.Module] = []
         for i, dil in enumerate(spec.dilations):
             layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, padding=dil, dilation=dil))
@@ -43,14 +55,16 @@ class FourConvStudent(nn.Module):
         self.body = nn.Sequential(*layers)
         # hint features (σ − 1.5, (σ − 1.5)²) → a shift per hidden channel; zero-initialised, so a hinted
         # student starts as exactly the unhinted one whose weights it loads
-        self.hint = nn.ModuleList(nn.Linear(2, c, bias=False) for c in spec.widths) if spec.blur_hint else None
+        self.front = WienerFrontEnd() if spec.wiener else None
+        n_feats = 4 if spec.wiener else 2
+        self.hint = nn.ModuleList(nn.Linear(n_feats, c, bias=False) for c in spec.widths) if spec.hint_size else None
         for lin in self.hint or ():
             nn.init.zeros_(lin.weight)
         for conv in self.body[:-1:2]:  # He init keeps ReLU pre-activations well away from zero
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-        if spec.residual:
-            # Start as the identity, so an untrained student never hurts. (The trainer warms the learning
+        if spec.residual or spec.wiener:
+            # Start as the identity (or as the Wiener filter), so an untrained student never hurts. (The trainer warms the learning
             # rate up: at full rate Adam's first, coherent steps push these ReLUs dead.)
             nn.init.zeros_(self.body[-1].weight)
             nn.init.zeros_(self.body[-1].bias)
@@ -64,26 +78,43 @@ class FourConvStudent(nn.Module):
     def receptive_radius(self) -> int:
         """Pixels on each side of an output pixel that can influence it (full resolution)."""
         r = self.spec.unshuffle
-        return r * sum(self.spec.dilations) + (r - 1)
+        return r * sum(self.spec.dilations) + (r - 1) + (self.front.radius if self.front is not None else 0)
 
     @property
     def uses_hint(self) -> bool:
         return self.hint is not None
 
+    @property
+    def hint_size(self) -> int:
+        return self.spec.hint_size
+
+    def _features(self, hint: torch.Tensor) -> torch.Tensor:
+        h = hint.reshape(hint.shape[0], -1).float()
+        s = h[:, :1] - 1.5
+        feats = [s, s * s]
+        if self.spec.wiener:  # noise in 1/255 units, compressed
+            feats += [torch.log1p(h[:, 1:2] * 255), torch.log1p(h[:, 2:3] * 255)]
+        return torch.cat(feats, dim=1)
+
     def forward(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
-        """``hint``: the blur σ estimated for each image of the batch, shape (N,); needed by hinted students."""
+        """``hint``: what was estimated for each image of the batch, shape (N,) (σ) or (N, 3) (σ, noise fine,
+        noise coarse); needed by hinted students (``hint_size`` > 0)."""
         r = self.spec.unshuffle
+        if self.hint is not None and hint is None:
+            raise ValueError("this student needs the blur estimate of its input (hint=...)")
+        base = x
+        if self.front is not None:
+            h = hint.reshape(hint.shape[0], -1)
+            base = self.front(x, h[:, 0], h[:, 1], h[:, 2])
+            x = torch.cat([x, base], dim=1)
         y = F.pixel_unshuffle(x, r) if r > 1 else x
         if self.hint is None:
             y = self.body(y)
         else:
-            if hint is None:
-                raise ValueError("this student needs the blur estimate of its input (hint=...)")
-            h = hint.to(y.dtype).reshape(-1, 1) - 1.5
-            feats = torch.cat([h, h * h], dim=1)
+            feats = self._features(hint).to(y.dtype)
             convs = self.body[::2]
             for conv, lin in zip(convs[:-1], self.hint):
                 y = torch.relu(conv(y) + lin(feats)[:, :, None, None])
             y = convs[-1](y)
         y = F.pixel_shuffle(y, r) if r > 1 else y
-        return x + y if self.spec.residual else y
+        return base + y if (self.spec.residual or self.front is not None) else y

@@ -13,6 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights, resnet18
 
+from .wiener import WienerFrontEnd
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -109,6 +111,38 @@ class ResNet18UNet(nn.Module):
         y = self.dec1(self._up(y, s1))
         y = self.dec0(self._up(y, s0))
         return x + self.head(y)
+
+
+class WienerResNet18UNet(ResNet18UNet):
+    """The teacher behind the same Wiener front end as ``student-s2d-wiener``: the U-Net sees the Wiener
+    output (its full-resolution path sees the input too) and adds a correction to the Wiener output. Told
+    (σ, noise fine, noise coarse) per image like the student; starts as the blind Wiener filter."""
+
+    hint_size = 3
+    uses_hint = True
+
+    def __init__(self, init: str = "random"):
+        super().__init__(init)
+        self.front = WienerFrontEnd()
+        self.full = _block(6, 32)
+
+    def forward(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
+        if hint is None:
+            raise ValueError("this teacher needs the degradation estimate of its input (hint=...)")
+        h = hint.reshape(hint.shape[0], -1)
+        w = self.front(x, h[:, 0], h[:, 1], h[:, 2])
+        s0 = self.full(torch.cat([x, w], dim=1))
+        s1 = self.stem(self.norm(w))
+        s2 = self.enc1(self.pool(s1))
+        s3 = self.enc2(s2)
+        s4 = self.enc3(s3)
+        s5 = self.enc4(s4)
+        y = self.dec4(self._up(s5, s4))
+        y = self.dec3(self._up(y, s3))
+        y = self.dec2(self._up(y, s2))
+        y = self.dec1(self._up(y, s1))
+        y = self.dec0(self._up(y, s0))
+        return w + self.head(y)
 
 
 class ResNet18Features(nn.Module):

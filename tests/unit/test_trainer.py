@@ -153,10 +153,24 @@ def test_hinted_crops_are_told_the_true_sigma_with_jitter(photo_folder, jitter):
     cfg = make_config("plain", arch="student-s2d-hint", data=[str(photo_folder)], hint_jitter=jitter,
                       **{**SMALL, "patches_per_image": 40})
     data = CropDataset(files, cfg)
-    log_ratio = torch.stack([torch.log(data[i][3] / data[i][2]) for i in range(len(data))])
+    log_ratio = torch.stack([torch.log(data[i][3][0] / data[i][2]) for i in range(len(data))])
     if jitter == 0:
         assert torch.allclose(log_ratio, torch.zeros_like(log_ratio), atol=1e-6)
     else:
         assert 0.07 < float(log_ratio.std()) < 0.13 and abs(float(log_ratio.mean())) < 0.03
     unhinted = CropDataset(files, make_config("plain", arch="student-s2d", data=[str(photo_folder)], **SMALL))
-    assert float(unhinted[0][3]) == 0.0
+    assert unhinted[0][3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_wiener_crops_are_told_their_measured_noise(photo_folder):
+    """Three-number hints: σ, then the noise readings of the degraded crop region (as at inference)."""
+    from trainer.data import CropDataset, list_images
+
+    files = list_images(photo_folder)
+    clean = CropDataset(files, make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)], **SMALL))
+    noisy = CropDataset(files, make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)],
+                                           noise_prob=1.0, noise_max=0.03, **SMALL))
+    quiet = torch.stack([clean[i][3] for i in range(len(clean))])
+    loud = torch.stack([noisy[i][3] for i in range(len(noisy))])
+    assert (quiet[:, 0] > 0).all() and (quiet[:, 1:] >= 0).all()
+    assert float(loud[:, 1].mean()) > 3 * float(quiet[:, 1].mean())

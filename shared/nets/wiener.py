@@ -1,0 +1,91 @@
+"""A fixed Wiener deconvolution front end, in ``torch.fft``, told each image's blur σ and noise level.
+
+For an image blurred by a Gaussian of σ, the Wiener filter G / (G² + λ) (G the blur's frequency response)
+is the classical, learning-free answer; λ, the balance, grows with the noise (a noisy image must be
+sharpened less). Here the filter is turned into a spatial kernel of ``RADIUS`` pixels (so tiled inference
+stays exact: the front end sees ``RADIUS`` pixels around each output pixel) and applied by FFT convolution.
+λ = exp(a) + exp(b)·n_fine² + exp(c)·n_coarse², the noise levels in 1/255 units; a, b, c are trainable.
+
+Layout: NCHW float RGB in [0, 1]; ``sigma`` and the two noise readings are (N,) tensors.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RADIUS = 16     # half-width of the spatial Wiener kernel; the filter's tails beyond it carry < 1 % of its mass
+_GRID = 64      # the kernel is designed on a 64 x 64 frequency grid
+
+
+def gaussian_response(sigma: torch.Tensor, grid: int = _GRID) -> torch.Tensor:
+    """(N, grid, grid) real frequency response of the sampled, normalised Gaussian of each σ (OpenCV-like)."""
+    r = torch.arange(grid, device=sigma.device, dtype=torch.float32)
+    r = torch.minimum(r, grid - r)                       # circular distance from the origin
+    s = sigma.float().clamp_min(0.15)[:, None]
+    g1 = torch.exp(-(r[None, :] ** 2) / (2 * s * s))     # (N, grid): separable sampled Gaussian
+    g1 = g1 / g1.sum(1, keepdim=True)
+    f1 = torch.fft.fft(g1, dim=1).real                   # real: the kernel is symmetric
+    return f1[:, :, None] * f1[:, None, :]
+
+
+def wiener_kernels(sigma: torch.Tensor, balance: torch.Tensor, radius: int = RADIUS) -> torch.Tensor:
+    """(N, 2r+1, 2r+1) spatial Wiener kernels for Gaussian blur σ and balance λ, each summing to 1."""
+    g = gaussian_response(sigma)
+    w = g / (g * g + balance.float()[:, None, None])
+    k = torch.fft.ifft2(w.to(torch.complex64)).real
+    k = torch.roll(k, shifts=(radius, radius), dims=(1, 2))[:, : 2 * radius + 1, : 2 * radius + 1]
+    return k / k.sum(dim=(1, 2), keepdim=True)
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n (FFT-friendly)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def fft_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Filter each image of ``x`` (N, C, H, W) with its own symmetric kernel (N, K, K), K = 2r+1, using
+    reflect padding at the borders (replicate when the image is too small to reflect)."""
+    n, c, h, w = x.shape
+    size = kernels.shape[-1]
+    r = size // 2
+    mode = "reflect" if r < h and r < w else "replicate"
+    xp = F.pad(x.float(), (r, r, r, r), mode=mode)
+    fh, fw = _fast_len(h + 2 * r), _fast_len(w + 2 * r)
+    spec = torch.fft.rfft2(xp, s=(fh, fw))
+    kspec = torch.fft.rfft2(kernels.float(), s=(fh, fw))[:, None]
+    y = torch.fft.irfft2(spec * kspec, s=(fh, fw))
+    return y[:, :, size - 1: size - 1 + h, size - 1: size - 1 + w]
+
+
+class WienerFrontEnd(nn.Module):
+    """x, σ, noise (fine, coarse) → the Wiener-deconvolved x. Three trainable numbers set the balance."""
+
+    radius = RADIUS
+
+    def __init__(self, log_base: float = math.log(2e-3), log_fine: float = math.log(1e-3),
+                 log_coarse: float = math.log(1e-3)):
+        super().__init__()
+        self.log_balance = nn.Parameter(torch.tensor([log_base, log_fine, log_coarse]))
+
+    def balance(self, noise_fine: torch.Tensor, noise_coarse: torch.Tensor) -> torch.Tensor:
+        a, b, c = self.log_balance.exp()
+        return a + b * (noise_fine * 255) ** 2 + c * (noise_coarse * 255) ** 2
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
+                noise_coarse: torch.Tensor) -> torch.Tensor:
+        k = wiener_kernels(sigma, self.balance(noise_fine.float(), noise_coarse.float()))
+        return fft_filter(x, k).to(x.dtype)
