@@ -40,7 +40,8 @@ def ssim_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}")
     a, b = a.float(), b.float()
     n = a.shape[1]
-    mean = lambda x: F.avg_pool2d(x, _WIN, stride=1)  # noqa: E731  valid windows only = skimage's border crop
+    # valid windows only = skimage's border crop; separable: 2 x 7 instead of 49 additions per pixel
+    mean = lambda x: F.avg_pool2d(F.avg_pool2d(x, (_WIN, 1), stride=1), (1, _WIN), stride=1)  # noqa: E731
     mu_a, mu_b = mean(a), mean(b)
     cov = _WIN * _WIN / (_WIN * _WIN - 1)
     var_a = cov * (mean(a * a) - mu_a * mu_a)
