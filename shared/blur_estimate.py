@@ -93,7 +93,8 @@ def _noise_at(gray: np.ndarray) -> float:
 
 
 def estimate_noise(rgb) -> tuple[float, float]:
-    """(fine, coarse) noise std in [0, 1] units of a float HWC RGB / HW gray image (numpy or tensor).
+    """(fine, coarse) noise std of the gray image ([0, 1] units; white RGB noise of std s reads ≈ 0.67·s) of a
+    float HWC RGB / HW gray image (numpy or tensor).
 
     Fine: Immerkær's estimate on the central ``REGION``² gray pixels; coarse: the same after 2 x 2 averaging
     (times 2, so white noise reads alike at both scales). JPEG removes the finest noise and leaves blotches:
