@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from shared import nets
-from shared.inference import LoadedModel, choose_device, load_model, save_model, sharpen_tensor
+from shared.inference import LoadedModel, choose_device, file_sha256, load_model, save_model, sharpen_tensor
 from shared.metrics import psnr_torch, ssim_torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -23,6 +26,7 @@ from .losses import DistillationLoss
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+PROVENANCE = "provenance.json"
 
 
 @dataclass
@@ -97,6 +101,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     cfg.teacher_init = nets.resolve_init(cfg.teacher_init) if cfg.arch in nets.TEACHERS else cfg.teacher_init
     cfg.feature_init = nets.resolve_init(cfg.feature_init) if cfg.w_feature_kd > 0 else cfg.feature_init
     torch.manual_seed(cfg.seed)
+    record_provenance(run_dir, cfg, resume)
     train_files, val_files = split_sources(cfg)
     (run_dir / "split.json").write_text(json.dumps(
         {"train": [str(p) for p in train_files], "val": [str(p) for p in val_files]}, indent=1))
@@ -204,9 +209,39 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
         raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
 
 
+def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
+    """Write (or, on resume, extend) ``provenance.json``: the command line, the sha256 of every parent
+    weight file (``init_from``, ``teacher``) and of each data folder's ``manifest.json`` (written by
+    ``sharpen train fetch-photos``), the code's git commit and the torch version. Model files carry it."""
+    path = run_dir / PROVENANCE
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    if resume and path.exists():
+        prov = json.loads(path.read_text())
+        prov.setdefault("resumed_with", []).append(command)
+    else:
+        parents = {k: {"path": v, "sha256": file_sha256(Path(v))}
+                   for k, v in (("init_from", cfg.init_from), ("teacher", cfg.teacher)) if v}
+        manifests = {d: file_sha256(Path(d) / "manifest.json") for d in cfg.data if (Path(d) / "manifest.json").is_file()}
+        prov = {"command": command, "parents": parents, "data_manifests": manifests, "git_commit": _git_commit(),
+                "torch": torch.__version__}
+    path.write_text(json.dumps(prov, indent=1))
+    return prov
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
 def _model_meta(config: dict, history: list[dict], step: int, run_dir: Path) -> dict:
     split = json.loads((run_dir / "split.json").read_text())
+    prov = run_dir / PROVENANCE
     return {"config": config, "metrics": history[-1] if history else {}, "epochs": len(history), "steps": step,
+            "provenance": json.loads(prov.read_text()) if prov.is_file() else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "teacher_init": config["teacher_init"] if config["arch"] in nets.TEACHERS else None,
             "feature_init": config["feature_init"] if config["w_feature_kd"] > 0 else None,

@@ -51,6 +51,9 @@ def test_hinted_student_starts_from_an_unhinted_one(photo_folder, tmp_path):
     model = load_model(hinted.model_path, "cpu")
     assert model.arch == "student-s2d-hint" and model.uses_hint
     assert any(float(lin.weight.detach().abs().sum()) > 0 for lin in model.net.hint)  # the hint was trained
+    prov = model.meta["provenance"]  # the parent is named by its sha256, the command is recorded
+    assert prov["parents"]["init_from"]["sha256"] == load_model(plain.model_path, "cpu").sha256
+    assert "trainer" in prov["command"] or "pytest" in prov["command"]
     back = make_config("plain", arch="student-s2d", data=[str(photo_folder)], epochs=1,
                        init_from=str(hinted.model_path), **SMALL)
     with pytest.raises(ValueError, match="student-s2d-hint"):
@@ -160,6 +163,24 @@ def test_hinted_crops_are_told_the_true_sigma_with_jitter(photo_folder, jitter):
         assert 0.07 < float(log_ratio.std()) < 0.13 and abs(float(log_ratio.mean())) < 0.03
     unhinted = CropDataset(files, make_config("plain", arch="student-s2d", data=[str(photo_folder)], **SMALL))
     assert unhinted[0][3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_wiener_student_and_teacher_train_on_realistic_degradations(photo_folder, tmp_path):
+    """One epoch each on every blur family with noise and JPEG; validation reports every family; the
+    student distils from the Wiener teacher (three-number hints through both)."""
+    (photo_folder / "manifest.json").write_text("{}")
+    base = dict(data=[str(photo_folder)], epochs=1, degradation="realistic", **SMALL)
+    teacher = train(make_config("teacher", arch="teacher-wiener", **{**base, "crop": 64}), tmp_path / "t",
+                    progress=False)
+    student = train(make_config("distill", arch="student-s2d-wiener", teacher=str(teacher.model_path), **base),
+                    tmp_path / "s", progress=False)
+    final = student.final
+    for key in ("ssim@1", "ssim@unblurred", "ssim@defocus r=3", "ssim@shake 11 px", "ssim@gaussian 1.5 + noise + JPEG 90"):
+        assert 0 < final[key] <= 1, key
+    assert "output_kd" in " ".join(final) and load_model(student.model_path, "cpu").hint_size == 3
+    prov = load_model(student.model_path, "cpu").meta["provenance"]
+    assert prov["parents"]["teacher"]["sha256"] == load_model(teacher.model_path, "cpu").sha256
+    assert list(prov["data_manifests"]) == [str(photo_folder)]
 
 
 def test_wiener_crops_are_told_their_measured_noise(photo_folder):
