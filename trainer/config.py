@@ -43,6 +43,9 @@ class TrainConfig:
     hint_jitter: float = 0.1             # a hinted network is told σ·exp(N(0, hint_jitter²)) in training: the
                                          # blur estimator's RMS error in log σ on unseen photos is about 0.1;
                                          # noise readings are measured on the crop's region itself
+    hint_source: str = "true"            # σ hint in training: "true" (the true σ with hint_jitter) or "estimate"
+                                         # (the shipped blur estimator's reading of the degraded crop region,
+                                         # with its biases: e.g. sharp photos read ≈ 0.45, as at inference)
     sigma_skew: float = 1.0              # >1 draws mild blur more often (σ = min + range·u^skew)
     noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
     noise_max: float = 0.01

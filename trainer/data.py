@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from shared import nets
-from shared.blur_estimate import estimate_noise
+from shared.blur_estimate import estimate_blur, estimate_noise
 from shared.degrade import EVAL_FAMILIES, REALISTIC, Degradation, degrade
 from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
 
@@ -86,10 +86,11 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int):
         """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
-        contains it, so the crop's borders see real neighbours. The hint has three numbers: the true
-        (equivalent) σ times exp(N(0, hint_jitter²)) — at inference σ is read by ``shared.blur_estimate``,
-        which errs by about that much on photos it has not seen — and, for networks told three numbers, the
-        noise readings of ``estimate_noise`` on the degraded region, as at inference. Unused ones are 0."""
+        contains it, so the crop's borders see real neighbours. The hint has three numbers: σ — the true
+        (equivalent) σ times exp(N(0, hint_jitter²)) (at inference σ is read by ``shared.blur_estimate``, which
+        errs by about that much on Gaussian blur), or with ``hint_source="estimate"`` that reader's own reading
+        of the degraded region — and, for networks told three numbers, the noise readings of
+        ``estimate_noise`` on the degraded region, as at inference. Unused ones are 0."""
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
@@ -102,7 +103,9 @@ class CropDataset(Dataset):
         region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
         blurred, sigma = degrade(region, self.deg, rng)
         hint = [0.0, 0.0, 0.0]
-        if self.hint_size:
+        if self.hint_size and self.cfg.hint_source == "estimate":
+            hint[0] = estimate_blur(blurred)
+        elif self.hint_size:
             hint[0] = max(sigma, 0.3) * float(np.exp(self.cfg.hint_jitter * rng.standard_normal()))
         if self.hint_size == 3:
             hint[1:] = estimate_noise(blurred)

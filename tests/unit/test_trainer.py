@@ -183,6 +183,17 @@ def test_wiener_student_and_teacher_train_on_realistic_degradations(photo_folder
     assert list(prov["data_manifests"]) == [str(photo_folder)]
 
 
+def test_crops_can_be_told_the_blur_estimators_own_reading(photo_folder):
+    from trainer.data import CropDataset, list_images
+
+    cfg = make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)], hint_source="estimate",
+                      sigma_min=2.0, sigma_max=2.0, **{**SMALL, "crop": 64, "patches_per_image": 4})
+    data = CropDataset(list_images(photo_folder), cfg)
+    reads = torch.stack([data[i][3][0] for i in range(len(data))])
+    assert reads.std() > 0.01                      # a reading per crop, not the true σ
+    assert 1.5 < float(reads.mean()) < 2.6         # that reads σ = 2 roughly right
+
+
 def test_wiener_crops_are_told_their_measured_noise(photo_folder):
     """Three-number hints: σ, then the noise readings of the degraded crop region (as at inference)."""
     from trainer.data import CropDataset, list_images
