@@ -1,10 +1,12 @@
-"""Megapixels per second of the student and the teacher, CPU and (where present) CUDA.
+"""Megapixels per second of the default student, the previous default and the teacher, end to end.
 
-    python bench/speed.py [--student models/student-default.pt] [--teacher models/teacher.pt] [--size 1024]
+    python bench/speed.py [--student models/student-default.pt] [--previous models/variants/s2d-hint-jitter.pt]
+                          [--teacher models/teacher.pt] [--size 1024] [--device cpu|cuda|all]
 
-Both run in this process on the same image through ``shared.inference`` (tiled, channels_last; fp16
-autocast on CUDA), so the student/teacher ratio is robust to a noisy machine. Untrained networks of the
-same architecture are used when a file is missing (speed does not depend on the weights).
+All run in this process on the same image through ``shared.inference.sharpen_tensor`` as the worker calls it
+(the degradation estimate, any front end, tiles, channels_last; fp16 autocast on CUDA), so the ratios are
+robust to a noisy machine. Untrained networks of the same architecture are used when a file is missing
+(speed does not depend on the weights).
 """
 from __future__ import annotations
 
@@ -47,23 +49,30 @@ def megapixels_per_second(model: LoadedModel, x: torch.Tensor, seconds: float) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--previous", type=Path, default=ROOT / "models" / "variants" / "s2d-hint-jitter.pt")
+    ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     ap.add_argument("--teacher", type=Path, default=ROOT / "models" / "teacher.pt")
     ap.add_argument("--size", type=int, default=1024, help="square test image side, pixels")
     ap.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
     args = ap.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
+    if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
+        devices.append(torch.device("cuda"))
     print(f"image {args.size}x{args.size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'device':<8} {'model':<22} {'MP/s':>8} {'s/MP':>8}")
+    print(f"{'device':<8} {'model':<32} {'MP/s':>8} {'s/MP':>8}")
     for dev in devices:
         x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(dev)
         student = get_model(args.student, DEFAULT_STUDENT, dev)
+        previous = get_model(args.previous, "student-s2d-hint", dev)
         teacher = get_model(args.teacher, "teacher", dev)
         s = megapixels_per_second(student, x, args.seconds)
+        p = megapixels_per_second(previous, x, args.seconds)
         t = megapixels_per_second(teacher, x, args.seconds)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        print(f"{dev.type:<8} {student.arch:<22} {s:8.2f} {1 / s:8.3f}")
-        print(f"{dev.type:<8} {teacher.arch:<22} {t:8.2f} {1 / t:8.3f}")
-        print(f"{dev.type:<8} student/teacher speed ratio {s / t:.1f}x  ({name})")
+        print(f"{dev.type:<8} {student.arch + ' (default)':<32} {s:8.2f} {1 / s:8.3f}")
+        print(f"{dev.type:<8} {previous.arch + ' (previous)':<32} {p:8.2f} {1 / p:8.3f}")
+        print(f"{dev.type:<8} {teacher.arch:<32} {t:8.2f} {1 / t:8.3f}")
+        print(f"{dev.type:<8} default/previous {s / p:.2f}x, default/teacher {s / t:.1f}x  ({name})")
 
 
 if __name__ == "__main__":
