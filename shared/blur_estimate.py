@@ -71,6 +71,20 @@ def central_region(gray: np.ndarray, side: int = REGION, multiple: int = BlurEst
     return np.ascontiguousarray(gray[y:y + th, x:x + tw])
 
 
+def central_gray(rgb, side: int = REGION) -> np.ndarray:
+    """The central region (at most ``side``² pixels) of the image's gray, float32 on the host. A tensor
+    (HWC RGB or HW, on any device) is converted and cut on its device, so only the region is copied."""
+    if not torch.is_tensor(rgb):
+        return central_region(to_gray(rgb), side, 1)
+    t = rgb.detach().float()
+    if t.ndim == 3 and t.shape[2] == 3:
+        t = t[..., 0] * 0.299 + t[..., 1] * 0.587 + t[..., 2] * 0.114   # OpenCV's RGB2GRAY weights
+    h, w = t.shape[:2]
+    t = t.reshape(h, w)
+    y, x = (h - min(h, side)) // 2, (w - min(w, side)) // 2
+    return np.ascontiguousarray(t[y:y + side, x:x + side].cpu().numpy())
+
+
 def _has_edges(gray: np.ndarray) -> bool:
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
@@ -100,14 +114,7 @@ def estimate_noise(rgb) -> tuple[float, float]:
     (times 2, so white noise reads alike at both scales). JPEG removes the finest noise and leaves blotches:
     the coarse reading sees them. The flatter half of the pixels (least gradient) is used, so edges and
     texture read as little noise on a blurred photo. (Only the gray central region leaves the device.)"""
-    if torch.is_tensor(rgb):
-        t = rgb.detach().float()
-        t = t[..., 0] * 0.299 + t[..., 1] * 0.587 + t[..., 2] * 0.114 if t.ndim == 3 and t.shape[2] == 3 else t
-        h, w = t.shape[:2]
-        y, x = (h - min(h, REGION)) // 2, (w - min(w, REGION)) // 2
-        gray = t.reshape(h, w)[y:y + REGION, x:x + REGION].cpu().numpy()
-    else:
-        gray = central_region(to_gray(rgb), REGION, 1)
+    gray = central_gray(rgb)
     gray = np.ascontiguousarray(gray, dtype=np.float32)
     fine = _noise_at(gray)
     if min(gray.shape) < 16:
@@ -120,19 +127,19 @@ def estimate_noise(rgb) -> tuple[float, float]:
 def estimate_hint(rgb: np.ndarray, size: int, device: torch.device | str = "cpu") -> list[float]:
     """What a hinted network is told about a float HWC RGB image: [σ] (size 1) or [σ, noise fine, noise
     coarse] (size 3)."""
-    host = rgb.detach().cpu().numpy() if torch.is_tensor(rgb) else rgb
-    sigma = estimate_blur(host, device=device)
-    return [sigma] if size == 1 else [sigma, *estimate_noise(rgb)]
+    gray = central_gray(rgb)   # only this leaves the device
+    sigma = estimate_blur(gray, device=device)
+    return [sigma] if size == 1 else [sigma, *estimate_noise(gray)]
 
 
 @torch.inference_mode()
-def estimate_blur(rgb: np.ndarray, net: BlurEstimatorNet | None = None,
-                  device: torch.device | str = "cpu") -> float:
-    """Blur σ (pixels, in [MIN_SIGMA, MAX_SIGMA], or PRIOR_SIGMA) of a float HWC RGB or HW gray image in [0, 1].
+def estimate_blur(rgb, net: BlurEstimatorNet | None = None, device: torch.device | str = "cpu") -> float:
+    """Blur σ (pixels, in [MIN_SIGMA, MAX_SIGMA], or PRIOR_SIGMA) of a float HWC RGB or HW gray image in [0, 1]
+    (numpy, or a tensor on any device: see ``central_gray``).
 
     The shipped estimator runs on ``device`` (the sharpening model's: a GPU worker reads σ on its GPU), or
     pass ``net``."""
-    gray = to_gray(rgb)
+    gray = central_gray(rgb)
     if min(gray.shape) < _MIN_SIDE:
         return PRIOR_SIGMA
     region = central_region(gray)
