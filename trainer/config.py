@@ -25,6 +25,9 @@ class TrainConfig:
     balance_sigma: bool = False          # divide each crop's pixel loss by its blurred input's, so mild blur
                                          # weighs as much as strong blur (strong blur dominates a plain mean)
     init_from: str | None = None         # start from this model file's weights (fine-tuning)
+    loss_margin: int = -1                # pixels at each crop border left out of the loss; -1: the Wiener front
+                                         # end's radius for networks that have one (its output there is made
+                                         # from reflected pixels, which whole images and tiles never see)
     w_pixel: float = 1.0
     w_ssim: float = 0.0                  # weight of (1 - SSIM) to the ground truth: rewards the local contrast
                                          # a pixel loss alone smooths away

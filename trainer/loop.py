@@ -135,6 +135,10 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     metrics_log.write_text("".join(json.dumps(h) + "\n" for h in history))
 
     use_amp = cfg.amp and device.type == "cuda"
+    front = getattr(net, "front", None)
+    margin = cfg.loss_margin if cfg.loss_margin >= 0 else (front.radius if front is not None else 0)
+    if margin and cfg.crop <= 2 * margin + 8:
+        raise ValueError(f"--crop {cfg.crop} leaves nothing inside the loss margin of {margin} px")
     started = time.time()
     epoch = start_epoch
     while epoch < cfg.epochs:  # not range(): a time budget may fix cfg.epochs after the first epoch
@@ -152,6 +156,9 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                     with torch.no_grad():
                         teacher_out = _run(teacher, blurred, hint, device).float().clamp(0, 1)
                 pred = _run(net, blurred, hint, device)
+                if margin:
+                    pred, sharp, blurred = (t[..., margin:-margin, margin:-margin] for t in (pred, sharp, blurred))
+                    teacher_out = None if teacher_out is None else teacher_out[..., margin:-margin, margin:-margin]
                 loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()

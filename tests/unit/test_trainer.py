@@ -183,6 +183,12 @@ def test_wiener_student_and_teacher_train_on_realistic_degradations(photo_folder
     assert list(prov["data_manifests"]) == [str(photo_folder)]
 
 
+def test_wiener_loss_margin_needs_a_crop_larger_than_the_front_end(photo_folder, tmp_path):
+    cfg = make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)], epochs=1, **{**SMALL, "crop": 40})
+    with pytest.raises(ValueError, match="loss margin of 16 px"):
+        train(cfg, tmp_path / "small", progress=False)
+
+
 def test_crops_can_be_told_the_blur_estimators_own_reading(photo_folder):
     from trainer.data import CropDataset, list_images
 
