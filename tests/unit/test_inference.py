@@ -48,7 +48,7 @@ def test_teacher_tiles_blend_within_bound(photo):
 
 
 def test_tiny_and_single_pixel_images():
-    for arch in ("student-seed", "student-s2d", "student-s2d-hint"):
+    for arch in ("student-seed", "student-s2d", "student-s2d-hint", "student-s2d-wiener"):
         model = as_loaded(trained_like(arch), arch)
         for h, w in ((1, 1), (1, 7), (3, 2)):
             assert sharpen_tensor(model, torch.rand(1, 3, h, w)).shape == (1, 3, h, w)
