@@ -91,6 +91,22 @@ class LoadedModel:
         """Numbers the network is told per image: 1 (blur σ) or 3 (σ and two noise readings); 0 for none."""
         return int(getattr(self.net, "hint_size", 0)) if self.uses_hint else 0
 
+    @property
+    def guard(self) -> tuple[float, float] | None:
+        """(lo, hi): an image whose blur reads σ̂ ≤ lo is left as it is, one reading ≥ hi gets the whole
+        correction, linear in between (``meta["guard"]``, chosen on the tuning split by ``choose_guard``):
+        a photo that reads as sharp must not be "sharpened" into grain and halos."""
+        g = self.meta.get("guard")
+        return (float(g[0]), float(g[1])) if g else None
+
+    def guard_gain(self, hint: "list[float] | float | None") -> float:
+        """How much of the network's correction an image with this hint gets (1.0 without a guard)."""
+        if self.guard is None or hint is None:
+            return 1.0
+        sigma = hint[0] if isinstance(hint, (list, tuple)) else hint
+        lo, hi = self.guard
+        return float(min(1.0, max(0.0, (sigma - lo) / max(hi - lo, 1e-6))))
+
     def estimate_hint(self, rgb) -> list[float] | None:
         """What this network is told about a float HWC RGB image (None when it takes no hint)."""
         return estimate_hint(rgb, self.hint_size, self.device) if self.uses_hint else None
@@ -211,16 +227,23 @@ def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int = 512, over
     """Sharpen a (1,3,H,W) float tensor in [0,1] of any size in bounded memory; returns (1,3,H,W) clipped.
 
     A hinted network gets the degradation estimated once from the whole image (or ``hint`` when given:
-    ``LoadedModel.estimate_hint``), so every tile of the image is sharpened alike.
+    ``LoadedModel.estimate_hint``), so every tile of the image is sharpened alike; a model with a guard
+    (``LoadedModel.guard``) applies only part of its correction to images that read as nearly sharp.
     """
     if model.uses_hint and hint is None:
         hint = model.estimate_hint(x[0].permute(1, 2, 0).float())
+    gain = model.guard_gain(hint)
+    if gain == 0.0:
+        return x.float().clamp(0.0, 1.0)
     xp, h, w = _pad_to(x.float(), model.scale)
     if model.is_teacher:
         y = _blended_tiled(model, xp, tile, overlap, batch, hint)
     else:
         y = _exact_tiled(model, xp, tile, batch, hint)
-    return y[:, :, :h, :w].clamp_(0.0, 1.0)
+    y = y[:, :, :h, :w]
+    if gain < 1.0:
+        y = x.float() + gain * (y - x.float())
+    return y.clamp_(0.0, 1.0)
 
 
 def sharpen_array(model: LoadedModel, rgb: np.ndarray, **kw) -> np.ndarray:

@@ -167,3 +167,45 @@ def format_family_table(rows: list[FamilyRow]) -> str:
                          f"{worst:<34} {r.grain:+6.2f}")
         lines.append("")
     return "\n".join(lines)
+
+
+GUARD_LOWS = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+GUARD_WIDTHS = (0.1, 0.2, 0.35)
+
+
+def choose_guard(model, images: list[tuple[str, np.ndarray]], families: dict[str, Degradation] = EVAL_FAMILIES,
+                 progress=None) -> dict:
+    """The guard (``LoadedModel.guard``) for ``model`` on the tuning photos: of the candidates (no guard, or
+    lo in ``GUARD_LOWS`` with hi = lo + a width in ``GUARD_WIDTHS``), the one whose outputs harm no photo of
+    any family beyond the family's tolerance and, among those, has the best mean SSIM (the least total harm
+    when none is harmless). Returns {"guard", "mean_ssim", "harm", "worse", "candidates"}."""
+    from .inference import sharpen_array   # late: inference imports this package's neighbours
+
+    meta, model.meta = model.meta, {k: v for k, v in model.meta.items() if k != "guard"}
+    try:
+        cases = []   # (family, photo index, σ̂, input, raw output, input SSIM, raw output SSIM)
+        sharp = [img for _, img in images]
+        for family, deg in families.items():
+            for i, x in enumerate(degraded_set(images, deg)):
+                hint = model.estimate_hint(x)
+                out = sharpen_array(model, x, hint=hint)
+                cases.append((family, i, hint[0] if hint else 9.9, x, out, scores(x, sharp[i])[0],
+                              scores(out, sharp[i])[0]))
+            if progress:
+                progress(family)
+    finally:
+        model.meta = meta
+    candidates = [None] + [(lo, round(lo + w, 3)) for lo in GUARD_LOWS for w in GUARD_WIDTHS]
+    results = []
+    for cand in candidates:
+        ssims, harm, worse = [], 0.0, 0
+        for family, i, sig, x, out, s_in, s_out in cases:
+            g = 1.0 if cand is None else min(1.0, max(0.0, (sig - cand[0]) / (cand[1] - cand[0])))
+            s = s_out if g == 1.0 else s_in if g == 0.0 else scores(x + g * (out - x), sharp[i])[0]
+            ssims.append(s)
+            excess = (s_in - s) - tolerance(family)
+            harm += max(0.0, excess)
+            worse += excess > 0
+        results.append({"guard": cand, "mean_ssim": float(np.mean(ssims)), "harm": harm, "worse": worse})
+    best = min(results, key=lambda r: (r["harm"] > 0, r["harm"], -r["mean_ssim"]))
+    return {**best, "candidates": results}

@@ -155,6 +155,35 @@ def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, 
     click.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 
+@train.command("guard")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="The tuning photos (e.g. data/photos/DIV2K_valid_HR); never the held-out ones.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--max-side", default=1024, show_default=True)
+def guard(model_file, data, out, max_side):
+    """Choose the model's guard on tuning photos: how it holds back on images that read as nearly sharp."""
+    from shared.evaluation import load_images
+    from shared.inference import file_sha256, load_model, save_model
+    from shared.quality_table import choose_guard
+
+    model = load_model(model_file, "cpu")
+    images = load_images([Path(d) for d in data], max_side)
+    result = choose_guard(model, images, progress=lambda f: click.echo(f"  scored {f}"))
+    meta = dict(model.meta)
+    meta["guard"] = list(result["guard"]) if result["guard"] else None
+    meta["guard_tuning"] = {"data": list(data), "max_side": max_side, "photos": len(images),
+                            **{k: v for k, v in result.items() if k != "candidates"},
+                            "parent_sha256": file_sha256(Path(model_file))}
+    prov = dict(meta.get("provenance") or {})
+    prov["parents"] = {**prov.get("parents", {}), "guarded_from": {"path": model_file,
+                                                                   "sha256": file_sha256(Path(model_file))}}
+    meta["provenance"] = prov
+    save_model(Path(out), model.net, model.arch, meta)
+    click.echo(f"guard {result['guard']} (mean SSIM {result['mean_ssim']:.4f}, photos made worse "
+               f"{result['worse']}); model written to {out}")
+
+
 @train.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Default RUN_DIR/model.pt.")

@@ -75,3 +75,31 @@ def test_model_file_errors(tmp_path):
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="not a Sharpen model file"):
         load_model(tmp_path / "other.pt")
+
+
+def test_guard_holds_back_on_images_that_read_as_sharp(photo):
+    model = as_loaded(trained_like("student-s2d-wiener"), "student-s2d-wiener")
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None]
+    full = sharpen_tensor(model, x, hint=[1.0, 0.002, 0.003])
+    mid = sharpen_tensor(model, x, hint=[0.65, 0.002, 0.003])
+    model.meta = {"guard": [0.5, 0.8]}
+    assert torch.equal(sharpen_tensor(model, x, hint=[0.45, 0.002, 0.003]), x)            # reads as sharp
+    assert torch.equal(sharpen_tensor(model, x, hint=[1.0, 0.002, 0.003]), full)          # clearly blurred
+    half = sharpen_tensor(model, x, hint=[0.65, 0.002, 0.003])
+    unclipped = (mid > 0) & (mid < 1)
+    assert torch.allclose(half[unclipped], ((x + mid) / 2)[unclipped], atol=1e-5)
+    assert model.guard_gain([0.65]) == pytest.approx(0.5)
+
+
+def test_choose_guard_prefers_less_harm():
+    from shared.degrade import EVAL_FAMILIES
+    from shared.quality_table import choose_guard
+    from tests.conftest import load_photo
+
+    model = as_loaded(trained_like("student-s2d-wiener", seed=3), "student-s2d-wiener")
+    images = [(n, load_photo(n, 96)) for n in ("astronaut.png", "coffee.png")]
+    families = {k: EVAL_FAMILIES[k] for k in ("unblurred", "gaussian σ=2")}
+    result = choose_guard(model, images, families)
+    by_guard = {tuple(r["guard"]) if r["guard"] else None: r for r in result["candidates"]}
+    assert result["guard"] is not None and result["harm"] <= by_guard[None]["harm"]
+    assert result["worse"] <= by_guard[None]["worse"] and "guard" not in model.meta
