@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=None, metavar="LABEL=FILE",
                     help="models to score (default: the shipped default and the previous one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--tuned", type=Path, default=None,
+                    help="reuse the baselines' tuned settings from this JSON file (written there when missing)")
     args = ap.parse_args()
     for folder in (args.holdout, args.tune):
         if not folder.is_dir():
@@ -56,9 +58,16 @@ def main() -> None:
         else:
             print(f"(skipped {label}: {rel} not found)")
     t0 = time.time()
-    tune = load_images([args.tune], args.max_side)
-    tuned = tune_baselines(tune, families, progress=lambda f, t: print(f"tuned on {len(tune)} photos: {f}: {t}",
-                                                                       flush=True))
+    if args.tuned and args.tuned.is_file():
+        tuned = {f: {k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}
+                 for f, t in json.loads(args.tuned.read_text()).items()}
+        print(f"baseline settings from {args.tuned}")
+    else:
+        tune = load_images([args.tune], args.max_side)
+        tuned = tune_baselines(tune, families, progress=lambda f, t: print(f"tuned on {len(tune)} photos: {f}: {t}",
+                                                                           flush=True))
+        if args.tuned:
+            args.tuned.write_text(json.dumps(tuned, indent=1))
     methods = baseline_methods(tuned)
     for label, model in models.items():
         methods[label] = lambda x, _family, m=model: sharpen_array(m, x)
