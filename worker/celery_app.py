@@ -37,7 +37,7 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "requeue-stranded": {"task": "sharpen.requeue_stranded", "schedule": 5.0,
+            "requeue-stranded": {"task": "sharpen.requeue_stranded", "schedule": float(settings.sweep_seconds),
                                  "options": {"queue": SCHEDULER_QUEUE, "expires": 30}},
         },
     )

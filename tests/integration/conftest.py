@@ -63,6 +63,11 @@ class Stack:
             time.sleep(0.1)
         return proc
 
+    def start_scheduler(self) -> tuple[subprocess.Popen, subprocess.Popen]:
+        """Celery beat, and the worker that runs the sweep it sends."""
+        sweeper = self.start("worker", "--queue", "scheduler")
+        return self.start("scheduler", ready="beat: Starting"), sweeper
+
     def kill(self, proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started, no clean-up
         proc.wait()
