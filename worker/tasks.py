@@ -1,10 +1,17 @@
 """Thin Celery tasks: ids in, the work in ``worker.pipeline`` / ``trainer.service`` / ``scheduler.periodic``."""
 from __future__ import annotations
 
+import contextlib
+import logging
 from functools import lru_cache
 
+from shared.db import TRANSIENT_ERRORS
+
 from .celery_app import app
-from .pipeline import TRANSIENT, WorkerContext, process_jobs
+from .faults import describe, is_worker_fault
+from .pipeline import WorkerContext, defer, process_jobs
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -13,10 +20,29 @@ def context() -> WorkerContext:
     return WorkerContext.from_settings(app.sharpen_settings)
 
 
-@app.task(name="sharpen.process_images", bind=True, autoretry_for=TRANSIENT, retry_backoff=2,
-          retry_backoff_max=60, max_retries=5)
+@app.task(name="sharpen.process_images", bind=True, max_retries=None)
 def process_images(self, job_ids: list[int]) -> dict:
-    return process_jobs(context(), job_ids)
+    # A worker fault (``worker.faults``) handed its image back: retry with a growing delay, without limit
+    # (the images wait, queued, for a worker that can work). After several in a row this worker takes no
+    # images until its delay has passed.
+    ctx = context()
+    if pause := ctx.backoff.pause_left():
+        defer(ctx, job_ids)
+        raise self.retry(countdown=pause)
+    try:
+        counts = process_jobs(ctx, job_ids)
+    except Exception as exc:
+        if not is_worker_fault(exc):
+            raise
+        delay = ctx.backoff.fault()
+        log.error("this worker cannot work: %s; its images are back in the queue, retrying in %g s%s",
+                  describe(exc), delay, "; it takes no images meanwhile" if ctx.backoff.pausing else "",
+                  exc_info=ctx.backoff.faults == 1)
+        with contextlib.suppress(*TRANSIENT_ERRORS):  # without a database the sweep sends them again later
+            defer(ctx, job_ids)
+        raise self.retry(countdown=delay, exc=exc) from None
+    ctx.backoff.ok()
+    return counts
 
 
 @app.task(name="sharpen.train_run", acks_late=False)
