@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 import torch
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from scheduler.enqueue import create_batch
 from shared.imageio import ImageError
 from shared.inference import ModelFileError, default_model_path
-from shared.lease import Lease
+from shared.lease import Lease, keep_lease
 from shared.models import DONE, FAILED, QUEUED, Batch, ImageJob
 from shared.registry import register_model
 from worker import pipeline
@@ -68,6 +69,18 @@ def test_a_lost_lease_writes_nothing(ctx, tmp_path):
     with pytest.raises(LeaseLost):
         process_image(ctx, job, batch, ctx.model(None), lease)
     assert not (ctx.storage.batch_dir(batch_id) / "output").exists()
+
+
+def test_a_lease_is_lost_once_the_sweep_hands_the_image_out_again(ctx, tmp_path):
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 1)), mode="restore")
+    job_id = jobs_of(ctx, batch_id)[0].id
+    assert claim(ctx, job_id) is not None
+    with keep_lease(ctx.db, ImageJob, job_id, ctx.name, seconds=2) as lease:  # renewed every 0.5 s
+        time.sleep(0.7)
+        assert not lease.lost.is_set()  # renewed: still ours
+        with ctx.db.session() as s:  # what the sweep does once the lease expired
+            s.execute(update(ImageJob).where(ImageJob.id == job_id).values(status=QUEUED))
+        assert lease.lost.wait(timeout=10)
 
 
 def test_a_deleted_input_fails_alone_and_named(ctx, tmp_path):
