@@ -47,12 +47,6 @@ class Settings:
             return self.redis_url
         return f"redis+socket://{self.embedded_redis_socket}"
 
-    @property
-    def result_backend(self) -> str:
-        if self.redis_url:
-            return self.redis_url
-        return f"redis+socket://{self.embedded_redis_socket}?virtual_host=1"
-
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
         env = os.environ if env is None else env
