@@ -112,7 +112,7 @@ class HealthWatch(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(0.2):
             try:
-                with urllib.request.urlopen(self.url, timeout=5) as r:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
                     self.ok += r.status == 200
             except OSError as exc:
                 self.failures.append(f"{time.strftime('%X')} {exc}")
