@@ -8,7 +8,6 @@ import click
 from tqdm import tqdm
 
 from shared.imageio import ImageError, from_model_output, read_image, to_model_input, write_image
-from shared.inference import ModelFileError, load_model, sharpen_array
 from shared.inputs import list_images
 
 
@@ -26,6 +25,8 @@ def collect_inputs(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
 
 def enhance_file(model, src: Path, dst: Path) -> None:
     """Sharpen one file into ``dst`` keeping size, format, bit depth and alpha (alpha is not sharpened)."""
+    from shared.inference import sharpen_array
+
     picture = read_image(src)
     rgb, _alpha = to_model_input(picture)
     write_image(dst, from_model_output(sharpen_array(model, rgb), picture))
@@ -40,6 +41,8 @@ def enhance_file(model, src: Path, dst: Path) -> None:
 @click.pass_obj
 def enhance(ctx, inputs, out_dir, model_path, device):
     """Sharpen image files or folders into OUT, keeping names, sizes, alpha and bit depth."""
+    from shared.inference import ModelFileError, load_model  # torch: only when this command runs
+
     files = collect_inputs(inputs)
     if not files:
         raise click.UsageError("no image files found in the inputs")
