@@ -17,6 +17,13 @@ from shared.models import FAILED, QUEUED, RUNNING, ImageJob, TrainingRun, utcnow
 from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs, unfinished_batches
 
 TRAIN_TASK, TRAIN_QUEUE = "sharpen.train_run", "train"
+SWEEP_TASK, SCHEDULER_QUEUE = "sharpen.requeue_stranded", "scheduler"
+
+
+def beat_schedule(settings) -> dict:
+    """The periodic jobs Celery beat sends, all of them (``sharpen scheduler`` runs beat)."""
+    return {"requeue-stranded": {"task": SWEEP_TASK, "schedule": float(settings.sweep_seconds),
+                                 "options": {"queue": SCHEDULER_QUEUE, "expires": 30}}}
 
 
 def celery_sender(app: Celery):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from scheduler.periodic import SCHEDULER_QUEUE, beat_schedule
 from shared.config import Settings
-
-SCHEDULER_QUEUE = "scheduler"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -34,10 +33,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,        # Flower and `celery events` work
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "requeue-stranded": {"task": "sharpen.requeue_stranded", "schedule": float(settings.sweep_seconds),
-                                 "options": {"queue": SCHEDULER_QUEUE, "expires": 30}},
-        },
+        beat_schedule=beat_schedule(settings),
     )
     app.sharpen_settings = settings
     return app
