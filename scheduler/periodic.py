@@ -17,6 +17,13 @@ from shared.models import FAILED, QUEUED, RUNNING, ImageJob, TrainingRun, utcnow
 from .enqueue import SHARPEN_QUEUE, enqueue_jobs, refresh_batch, stranded_jobs, unfinished_batches
 
 TRAIN_TASK, TRAIN_QUEUE = "sharpen.train_run", "train"
+SWEEP_TASK, SCHEDULER_QUEUE = "sharpen.requeue_stranded", "scheduler"
+
+
+def beat_schedule(settings) -> dict:
+    """The periodic jobs Celery beat sends, all of them (``sharpen scheduler`` runs beat)."""
+    return {"requeue-stranded": {"task": SWEEP_TASK, "schedule": float(settings.sweep_seconds),
+                                 "options": {"queue": SCHEDULER_QUEUE, "expires": 30}}}
 
 
 def celery_sender(app: Celery):
@@ -34,22 +41,27 @@ def queue_length(app: Celery, queue: str) -> int:
             return 0
 
 
+def recover(s, table, settings, now, why: str) -> tuple[list[int], list[int]]:
+    """Rows whose worker died (an image, a training run): those that used up ``max_attempts`` fail, saying
+    ``why``; the others whose lease expired go back to queued. Returns (given up, requeued) ids."""
+    given_up = list(s.scalars(select(table.id).where(table.attempts >= settings.max_attempts, free(table, now))))
+    s.execute(update(table).where(table.id.in_(given_up)).values(
+        status=FAILED, lease_expires_at=None, finished_at=now,
+        error=f"gave up after {settings.max_attempts} attempts: {why}"))
+    expired = list(s.scalars(select(table.id).where(table.status == RUNNING, table.lease_expires_at < now)))
+    s.execute(update(table).where(table.id.in_(expired)).values(status=QUEUED, lease_expires_at=None))
+    return given_up, expired
+
+
 def requeue_stranded(ctx, app: Celery, now=None) -> dict:
     """Send again what is stranded; returns what was done (for logs and tests)."""
     settings, db = ctx.settings, ctx.db
     now = now or utcnow()
     send = celery_sender(app)
     with db.session() as s:
-        queued, expired = stranded_jobs(s, settings.requeue_after, now)
-        given_up = list(s.scalars(select(ImageJob.id).where(ImageJob.attempts >= settings.max_attempts,
-                                                            free(ImageJob, now))))
-        s.execute(update(ImageJob).where(ImageJob.id.in_(given_up)).values(
-            status=FAILED, lease_expires_at=None, finished_at=now,
-            error=f"gave up after {settings.max_attempts} attempts: the worker stopped or failed each time while "
-                  "processing this image (out of memory?)"))
-        retry = [i for i in expired if i not in set(given_up)]
-        s.execute(update(ImageJob).where(ImageJob.id.in_(retry), ImageJob.status == RUNNING)
-                  .values(status=QUEUED, lease_expires_at=None))
+        given_up, retry = recover(s, ImageJob, settings, now, "the worker stopped each time while processing "
+                                                               "this image (killed for using too much memory?)")
+        queued = stranded_jobs(s, settings.requeue_after, now)[0]
         batch_ids = set(s.scalars(select(ImageJob.batch_id).where(ImageJob.id.in_(given_up + retry))))
         batch_ids |= set(unfinished_batches(s))
     if queue_length(app, SHARPEN_QUEUE):
@@ -57,7 +69,7 @@ def requeue_stranded(ctx, app: Celery, now=None) -> dict:
         # unacknowledged message are sent again now (a duplicate message is harmless: claims are atomic)
         with db.session() as s:
             queued = stranded_jobs(s, max(settings.requeue_after, settings.visibility_timeout), now)[0]
-    resend = sorted((set(retry) | set(queued)) - set(given_up))
+    resend = sorted(set(retry) | set(queued))
     enqueue_jobs(db, send, resend, settings.chunk_size)
     for batch_id in batch_ids:
         refresh_batch(db, batch_id)
@@ -70,13 +82,7 @@ def requeue_training_runs(ctx, app: Celery, now) -> int:
     stale = now - timedelta(seconds=ctx.settings.requeue_after)
     train_waiting = queue_length(app, TRAIN_QUEUE)
     with ctx.db.session() as s:
-        s.execute(update(TrainingRun).where(
-            TrainingRun.attempts >= ctx.settings.max_attempts, free(TrainingRun, now))
-            .values(status=FAILED, finished_at=now, lease_expires_at=None,
-                    error=f"gave up after {ctx.settings.max_attempts} attempts: the trainer stopped each time"))
-        dead = list(s.scalars(select(TrainingRun.id).where(TrainingRun.status == RUNNING,
-                                                           TrainingRun.lease_expires_at < now)))
-        s.execute(update(TrainingRun).where(TrainingRun.id.in_(dead)).values(status=QUEUED, lease_expires_at=None))
+        _given_up, dead = recover(s, TrainingRun, ctx.settings, now, "the trainer stopped each time")
         lost = [] if train_waiting else list(s.scalars(select(TrainingRun.id).where(
             TrainingRun.status == QUEUED, TrainingRun.enqueued_at.is_(None) | (TrainingRun.enqueued_at < stale))))
     ids = sorted(set(dead) | set(lost))

@@ -24,6 +24,8 @@ class Settings:
     requeue_after: int = 60            # queued rows without progress this long are sent again
     visibility_timeout: int = 3600     # Redis redelivers an unacked message after this: > the longest task
     max_attempts: int = 3              # claims of one image or run (worker deaths included) before giving up
+    sweep_seconds: int = 5             # how often the scheduler looks for stranded work
+    fault_backoff_max: int = 30        # longest wait before a worker that cannot work tries again (< requeue_after)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
 
@@ -45,12 +47,6 @@ class Settings:
             return self.redis_url
         return f"redis+socket://{self.embedded_redis_socket}"
 
-    @property
-    def result_backend(self) -> str:
-        if self.redis_url:
-            return self.redis_url
-        return f"redis+socket://{self.embedded_redis_socket}?virtual_host=1"
-
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
         env = os.environ if env is None else env
@@ -64,7 +60,8 @@ class Settings:
         for name, key in (("max_pixels", "SHARPEN_MAX_PIXELS"), ("chunk_size", "SHARPEN_CHUNK_SIZE"),
                           ("lease_seconds", "SHARPEN_LEASE_SECONDS"), ("requeue_after", "SHARPEN_REQUEUE_AFTER"),
                           ("visibility_timeout", "SHARPEN_VISIBILITY_TIMEOUT"),
-                          ("max_attempts", "SHARPEN_MAX_ATTEMPTS"),
+                          ("max_attempts", "SHARPEN_MAX_ATTEMPTS"), ("sweep_seconds", "SHARPEN_SWEEP_SECONDS"),
+                          ("fault_backoff_max", "SHARPEN_FAULT_BACKOFF_MAX"),
                           ("dashboard_port", "SHARPEN_PORT")):
             if env.get(key):
                 values[name] = int(env[key])
@@ -81,5 +78,6 @@ class Settings:
                 "SHARPEN_LEASE_SECONDS": str(self.lease_seconds),
                 "SHARPEN_REQUEUE_AFTER": str(self.requeue_after),
                 "SHARPEN_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
-                "SHARPEN_MAX_ATTEMPTS": str(self.max_attempts),
+                "SHARPEN_MAX_ATTEMPTS": str(self.max_attempts), "SHARPEN_SWEEP_SECONDS": str(self.sweep_seconds),
+                "SHARPEN_FAULT_BACKOFF_MAX": str(self.fault_backoff_max),
                 "SHARPEN_HOST": self.dashboard_host, "SHARPEN_PORT": str(self.dashboard_port)}

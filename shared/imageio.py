@@ -45,7 +45,7 @@ EXTENSIONS = {
     ".tiff": "TIFF", ".webp": "WEBP", ".bmp": "BMP",
 }
 
-_NOT_AN_IMAGE = "not a supported image (PNG, JPEG, TIFF, WebP or BMP expected)"
+NOT_AN_IMAGE = "not a supported image (PNG, JPEG, TIFF, WebP or BMP expected)"
 _TRUNCATED = "truncated file (image data ends early)"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ORIENTATION = 274  # EXIF tag
@@ -97,7 +97,7 @@ class Picture:
 
 # ----------------------------------------------------------------- reading
 
-def _sniff(data: bytes) -> str | None:
+def sniff(data: bytes) -> str | None:
     """The format named by the magic bytes at the start of data, or None."""
     if data.startswith(_PNG_SIGNATURE):
         return "PNG"
@@ -249,9 +249,9 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
     """Decode image bytes into a Picture; name is only used in error messages."""
     if not data:
         raise ImageError(name, "empty file")
-    fmt = _sniff(data)
+    fmt = sniff(data)
     if fmt is None:
-        raise ImageError(name, _NOT_AN_IMAGE)
+        raise ImageError(name, NOT_AN_IMAGE)
     if fmt == "WEBP" and struct.unpack("<I", data[4:8])[0] + 8 > len(data):  # RIFF size
         raise ImageError(name, _TRUNCATED)
     img = size = icc = None

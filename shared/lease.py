@@ -37,7 +37,8 @@ class Lease:
 
 @contextmanager
 def keep_lease(db: Database, table, row_id: int, worker: str, seconds: float) -> Iterator[Lease]:
-    """Renew ``table`` row ``row_id``'s lease every ``seconds / 4`` while the block runs."""
+    """Renew ``table`` row ``row_id``'s lease every ``seconds / 4`` while the block runs; ``lost`` is set once
+    the row is no longer running for ``worker`` (handed out again after the lease expired)."""
     stop = threading.Event()
     lease = Lease()
 
@@ -45,7 +46,8 @@ def keep_lease(db: Database, table, row_id: int, worker: str, seconds: float) ->
         while not stop.wait(max(0.5, seconds / 4)):
             try:
                 with db.session() as s:
-                    res = s.execute(update(table).where(table.id == row_id, table.worker == worker)
+                    res = s.execute(update(table).where(table.id == row_id, table.worker == worker,
+                                                        table.status == RUNNING)
                                     .values(lease_expires_at=utcnow() + timedelta(seconds=seconds)))
                     if res.rowcount == 0:
                         lease.lost.set()

@@ -6,7 +6,6 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .inference import default_model_path, file_sha256, load_model
 from .models import ModelVersion
 
 
@@ -17,6 +16,8 @@ def register_model(session: Session, path: Path, name: str | None = None, *, act
     A file under ``storage_root`` is recorded relative to it, so workers on other machines that mount the
     storage elsewhere find it; the shipped model is recorded by its installed path.
     """
+    from .inference import file_sha256, load_model  # torch, only to register a file (not to read the registry)
+
     path = Path(path).absolute()
     sha = file_sha256(path)
     existing = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == sha))
@@ -50,5 +51,7 @@ def active_model(session: Session) -> ModelVersion:
     """The active version; the shipped default is registered and activated when none is."""
     version = session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
     if version is None:
+        from .inference import default_model_path
+
         version = register_model(session, default_model_path(), "shipped default", activate=True)
     return version

@@ -1,4 +1,5 @@
-"""The Celery app: Redis broker and result backend, late acks, prefetch 1, two queues (sharpen, train).
+"""The Celery app: Redis broker (results live in the database), late acks, prefetch 1, queues sharpen, train
+and scheduler (the periodic sweep that beat sends).
 
 ``celery -A worker.celery_app worker`` works as well as ``sharpen worker``. Settings come from the
 environment once, here, at the edge of the worker process.
@@ -7,14 +8,12 @@ from __future__ import annotations
 
 from celery import Celery
 
+from scheduler.periodic import SCHEDULER_QUEUE, beat_schedule
 from shared.config import Settings
-
-SCHEDULER_QUEUE = "scheduler"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("sharpen", broker=settings.broker_url, backend=settings.result_backend,
-                 include=["worker.tasks"])
+    app = Celery("sharpen", broker=settings.broker_url, include=["worker.tasks"])  # no result backend
     app.conf.update(
         task_acks_late=True,                 # a task killed mid-way is delivered again ...
         task_reject_on_worker_lost=True,     # ... also when its pool process dies
@@ -28,18 +27,13 @@ def make_celery(settings: Settings) -> Celery:
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
         },
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
-        result_expires=3600,
         task_ignore_result=True,             # results live in the database
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a restarted Redis is waited for, not fatal
         worker_send_task_events=True,        # Flower and `celery events` work
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "requeue-stranded": {"task": "sharpen.requeue_stranded", "schedule": 5.0,
-                                 "options": {"queue": SCHEDULER_QUEUE, "expires": 30}},
-        },
+        beat_schedule=beat_schedule(settings),
     )
     app.sharpen_settings = settings
     return app

@@ -1,8 +1,10 @@
 """The work a sharpening task does, as plain functions: claim → decode → sharpen (tiled) → encode → score.
 
 Each image is claimed with a lease in one UPDATE, so two workers never process it at once and a re-sent
-message for a finished image does nothing. Bad images fail alone with the decoder's message; everything
-else in the chunk goes on.
+message for a finished image does nothing; a worker that loses its lease writes nothing more for the image.
+Bad images fail alone with the decoder's message; everything else in the chunk goes on. When the worker,
+not the image, is at fault (``worker.faults``), the image goes back to the queue and ``WorkerFault`` is
+raised for the task to retry.
 """
 from __future__ import annotations
 
@@ -23,16 +25,20 @@ from shared.db import TRANSIENT_ERRORS, Database
 from shared.degrade import Degradation, degrade
 from shared.imageio import ImageError, Picture, from_model_output, read_image, to_model_input, write_image
 from shared.inference import LoadedModel, ModelFileError, load_model, sharpen_tensor
-from shared.lease import claim_statement, keep_lease
+from shared.lease import Lease, claim_statement, keep_lease
 from shared.metrics import psnr_torch, ssim_torch
 from shared.models import DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
 from shared.storage import Storage
 
+from .faults import Backoff, WorkerFault, describe, is_worker_fault
+
 log = logging.getLogger(__name__)
 SCORE_ON_DEVICE_MAX_PIXELS = 16_000_000  # SSIM needs ~40 float maps of the image: larger ones score on the CPU
-TRANSIENT = TRANSIENT_ERRORS  # retried by the task with backoff
-# The worker, not the image, is at fault: give the image back and fail the task (it is sent again later).
-WORKER_FAULTS = TRANSIENT + (ModelFileError, OSError, torch.cuda.OutOfMemoryError)
+SMALL_TILE = 256  # the second try of an image that ran the GPU out of memory
+
+
+class LeaseLost(Exception):
+    """Another worker took the image over (this one was too slow to renew): write nothing more for it."""
 
 
 @dataclass
@@ -43,10 +49,12 @@ class WorkerContext:
     storage: Storage
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     models: dict[str, LoadedModel] = field(default_factory=dict)
+    backoff: Backoff = field(default_factory=Backoff)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkerContext":
-        return cls(settings=settings, db=Database(settings), storage=Storage(settings.storage_root))
+        return cls(settings=settings, db=Database(settings), storage=Storage(settings.storage_root),
+                   backoff=Backoff(max_delay=settings.fault_backoff_max))
 
     def model(self, version: ModelVersion | None) -> LoadedModel:
         """The batch's model version, loaded once per process and checked against its recorded sha256."""
@@ -89,10 +97,45 @@ def finish(ctx: WorkerContext, job_id: int, **values) -> bool:
 
 
 def give_back(ctx: WorkerContext, job_id: int) -> None:
-    """Return a claimed image to the queue at once (a retry or another worker takes it)."""
+    """Return a claimed image to the queue at once (a retry or another worker takes it). The attempt is not
+    counted: the worker, not the image, was at fault. Without a database the lease expires instead."""
+    try:
+        with ctx.db.session() as s:
+            s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.worker == ctx.name,
+                                             ImageJob.status == RUNNING)
+                      .values(status=QUEUED, lease_expires_at=None, attempts=ImageJob.attempts - 1))
+    except TRANSIENT_ERRORS as exc:
+        log.warning("image %s not handed back (%s): its lease expires in %s s", job_id, describe(exc),
+                    ctx.settings.lease_seconds)
+
+
+def defer(ctx: WorkerContext, job_ids: list[int]) -> None:
+    """Stamp the chunk's queued images as sent now: the task is retried (its message comes back later), so
+    the scheduler's sweep does not send them again meanwhile."""
     with ctx.db.session() as s:
-        s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.worker == ctx.name,
-                                         ImageJob.status == RUNNING).values(status=QUEUED, lease_expires_at=None))
+        s.execute(update(ImageJob).where(ImageJob.id.in_(job_ids), ImageJob.status == QUEUED)
+                  .values(enqueued_at=utcnow()))
+
+
+def sharpen_within_memory(model: LoadedModel, x: torch.Tensor, hint: float | None, name: str) -> torch.Tensor:
+    """``sharpen_tensor``; out of GPU memory, once more on smaller tiles, then on the CPU, else ImageError."""
+    try:
+        return sharpen_tensor(model, x, hint=hint)
+    except torch.cuda.OutOfMemoryError:
+        log.warning("%s: out of GPU memory; trying again on %d-px tiles", name, SMALL_TILE)
+    torch.cuda.empty_cache()
+    try:
+        return sharpen_tensor(model, x, hint=hint, tile=SMALL_TILE, batch=1)
+    except torch.cuda.OutOfMemoryError:
+        log.warning("%s: out of GPU memory on %d-px tiles too; trying on the CPU", name, SMALL_TILE)
+    torch.cuda.empty_cache()
+    try:
+        return sharpen_tensor(load_model(model.path, "cpu"), x.cpu(), hint=hint, tile=SMALL_TILE, batch=1)
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "can't allocate memory" not in str(exc):
+            raise
+        raise ImageError(name, f"too large for this worker: out of memory on the GPU (even in {SMALL_TILE}-px "
+                               "tiles) and on the CPU") from exc
 
 
 def _tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -106,9 +149,21 @@ def score(out: torch.Tensor, blurred: torch.Tensor, reference: torch.Tensor) -> 
             "input_psnr": float(psnr_torch(blurred, reference)[0])}
 
 
-def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: LoadedModel) -> dict:
-    """Sharpen one image and write its output; returns the values to record. Raises ImageError for bad files."""
+def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: LoadedModel,
+                  lease: Lease | None = None) -> dict:
+    """Sharpen one image and write its output; returns the values to record. Raises ImageError for bad files,
+    LeaseLost (before writing) when another worker took the image over."""
     st, limit = ctx.storage, ctx.settings.max_pixels
+
+    def still_ours() -> None:
+        if lease is not None and lease.lost.is_set():
+            raise LeaseLost(job.id)
+
+    stored = st.resolve(job.reference_path if batch.mode == "synthetic" else job.input_path)
+    if not stored.is_file():
+        if not st.root.is_dir():  # the storage is not mounted on this worker: not the image's fault
+            raise WorkerFault(f"the storage {st.root} is not there")
+        raise ImageError(job.original_name, "its stored file is missing (deleted from the storage?)")
     reference = None
     if batch.mode == "synthetic":
         original = read_image(st.resolve(job.reference_path), limit)
@@ -116,6 +171,7 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
         blurred_rgb, _ = degrade(reference, Degradation.fixed(batch.sigma), np.random.default_rng(job.id))
         picture = from_model_output(blurred_rgb, original)
         picture = Picture(picture.pixels, "PNG", picture.icc)  # the blurred input is kept losslessly
+        still_ours()
         write_image(st.resolve(job.input_path), picture)
     else:
         picture = read_image(st.resolve(job.input_path), limit)
@@ -128,21 +184,27 @@ def process_image(ctx: WorkerContext, job: ImageJob, batch: Batch, model: Loaded
     rgb, _alpha = to_model_input(picture)
     x = _tensor(rgb, model.device)
     hint = model.estimate_hint(rgb)  # from the CPU copy
-    y = sharpen_tensor(model, x, hint=hint)
+    y = sharpen_within_memory(model, x, hint, job.original_name)
     result = from_model_output(y[0].permute(1, 2, 0).float().cpu().numpy(), picture)
     suffix = Path(job.input_path).suffix if batch.mode != "synthetic" else ".png"
     out_path = st.output_path(batch.id, job.id, suffix if suffix != ".bin" else ".png")
+    still_ours()
     write_image(out_path, result)
     values = {"output_path": st.relative(out_path), "width": picture.width, "height": picture.height}
     if reference is not None:
         saved, _ = to_model_input(result)  # score what was written (8/16-bit), not the float output
         dev = model.device if picture.width * picture.height <= SCORE_ON_DEVICE_MAX_PIXELS else torch.device("cpu")
-        values.update(score(_tensor(saved, dev), x.to(dev), _tensor(reference, dev)))
+        try:
+            values.update(score(_tensor(saved, dev), x.to(dev), _tensor(reference, dev)))
+        except torch.cuda.OutOfMemoryError:
+            cpu = torch.device("cpu")
+            values.update(score(_tensor(saved, cpu), x.to(cpu), _tensor(reference, cpu)))
     return values
 
 
 def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
-    """Process a chunk of images; returns counts. Transient errors propagate (the task retries them)."""
+    """Process a chunk of images; returns counts. Raises WorkerFault (the image in hand given back, the rest
+    of the chunk left queued) when this worker cannot work."""
     counts = {"done": 0, "failed": 0, "skipped": 0}
     touched: set[int] = set()
     for job_id in job_ids:
@@ -156,16 +218,24 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
             touched.add(batch.id)
             refresh_batch(ctx.db, batch.id)  # shows the batch as running
         try:
-            model = ctx.model(version)
-            with keep_lease(ctx.db, ImageJob, job_id, ctx.name, ctx.settings.lease_seconds):
-                values = process_image(ctx, job, batch, model)
+            try:
+                model = ctx.model(version)
+            except Exception as exc:  # whatever stops loading the model is this worker's trouble, not the image's
+                raise WorkerFault(f"cannot load the model: {describe(exc)}") from exc
+            with keep_lease(ctx.db, ImageJob, job_id, ctx.name, ctx.settings.lease_seconds) as lease:
+                values = process_image(ctx, job, batch, model, lease)
             outcome = dict(status=DONE, error=None, **values)
+        except LeaseLost:
+            counts["skipped"] += 1  # the worker that took it over writes and records it
+            continue
         except ImageError as exc:  # named by the user's file name, not the id it is stored under
             outcome = dict(status=FAILED, error=f"{job.original_name}: {exc.reason}")
-        except WORKER_FAULTS:  # this worker cannot work (no model, disk full, GPU memory): not the image's fault
-            give_back(ctx, job_id)
-            raise
         except Exception as exc:  # noqa: BLE001 - recorded as failed with its message, never as done
+            if is_worker_fault(exc):  # no model, CUDA, disk, database: hand the image back, retry the task
+                give_back(ctx, job_id)
+                if isinstance(exc, WorkerFault):
+                    raise
+                raise WorkerFault(describe(exc)) from exc
             log.exception("image %s failed", job_id)
             outcome = dict(status=FAILED, error=f"{job.original_name}: could not be processed "
                                                 f"({exc.__class__.__name__}); the worker log has details")

@@ -1,22 +1,59 @@
-"""Thin Celery tasks: ids in, the work in ``worker.pipeline`` / ``trainer.service`` / ``scheduler.periodic``."""
+"""Thin Celery tasks: ids in, the work in ``worker.pipeline`` / ``trainer.service`` / ``scheduler.periodic``.
+
+The work's modules are imported by the task that needs them: the sweeper and beat never load torch.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging
 from functools import lru_cache
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+from shared.db import TRANSIENT_ERRORS, Database
 
 from .celery_app import app
-from .pipeline import TRANSIENT, WorkerContext, process_jobs
+
+if TYPE_CHECKING:
+    from .pipeline import WorkerContext
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
-def context() -> WorkerContext:
+def context() -> "WorkerContext":
     """Created on first use in the process that runs tasks (never CUDA in a prefork parent)."""
+    from .pipeline import WorkerContext
+
     return WorkerContext.from_settings(app.sharpen_settings)
 
 
-@app.task(name="sharpen.process_images", bind=True, autoretry_for=TRANSIENT, retry_backoff=2,
-          retry_backoff_max=60, max_retries=5)
+@app.task(name="sharpen.process_images", bind=True, max_retries=None)
 def process_images(self, job_ids: list[int]) -> dict:
-    return process_jobs(context(), job_ids)
+    # A worker fault (``worker.faults``) handed its image back: retry with a growing delay, without limit
+    # (the images wait, queued, for a worker that can work). After several in a row this worker takes no
+    # images until its delay has passed.
+    from .faults import describe, is_worker_fault
+    from .pipeline import defer, process_jobs
+
+    ctx = context()
+    if pause := ctx.backoff.pause_left():
+        defer(ctx, job_ids)
+        raise self.retry(countdown=pause)
+    try:
+        counts = process_jobs(ctx, job_ids)
+    except Exception as exc:
+        if not is_worker_fault(exc):
+            raise
+        delay = ctx.backoff.fault()
+        log.error("this worker cannot work: %s; its images are back in the queue, retrying in %g s%s",
+                  describe(exc), delay, "; it takes no images meanwhile" if ctx.backoff.pausing else "",
+                  exc_info=ctx.backoff.faults == 1)
+        with contextlib.suppress(*TRANSIENT_ERRORS):  # without a database the sweep sends them again later
+            defer(ctx, job_ids)
+        raise self.retry(countdown=delay, exc=exc) from None
+    ctx.backoff.ok()
+    return counts
 
 
 @app.task(name="sharpen.train_run", acks_late=False)
@@ -32,4 +69,10 @@ def train_run(run_id: int) -> str:
 def requeue_stranded() -> dict:
     from scheduler.periodic import requeue_stranded as requeue
 
-    return requeue(context(), app)
+    return requeue(sweep_context(), app)
+
+
+@lru_cache(maxsize=1)
+def sweep_context() -> SimpleNamespace:
+    """All the sweep needs: settings and the database (no model)."""
+    return SimpleNamespace(settings=app.sharpen_settings, db=Database(app.sharpen_settings))

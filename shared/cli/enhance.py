@@ -7,26 +7,26 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from shared.imageio import EXTENSIONS, ImageError, from_model_output, read_image, to_model_input, write_image
-from shared.inference import ModelFileError, load_model, sharpen_array
+from shared.imageio import ImageError, from_model_output, read_image, to_model_input, write_image
+from shared.inputs import list_images
 
 
 def collect_inputs(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(file, path relative to the output folder) for files and, recursively, image files in folders."""
-    found = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found += [(p, p.relative_to(item)) for p in sorted(item.rglob("*"))
-                      if p.is_file() and p.suffix.lower() in EXTENSIONS]
-        elif item.exists():
-            found.append((item, Path(item.name)))
-        else:
-            raise click.BadParameter(f"no such file or folder: {item}", param_hint="INPUT")
-    return found
+    """(file, path relative to the output folder) of the images; each file of a folder that is not an image
+    is reported on stderr, by name, as skipped."""
+    try:
+        listing = list_images(inputs)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="INPUT") from None
+    for path, reason in listing.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    return listing.images
 
 
 def enhance_file(model, src: Path, dst: Path) -> None:
     """Sharpen one file into ``dst`` keeping size, format, bit depth and alpha (alpha is not sharpened)."""
+    from shared.inference import sharpen_array
+
     picture = read_image(src)
     rgb, _alpha = to_model_input(picture)
     write_image(dst, from_model_output(sharpen_array(model, rgb), picture))
@@ -41,6 +41,8 @@ def enhance_file(model, src: Path, dst: Path) -> None:
 @click.pass_obj
 def enhance(ctx, inputs, out_dir, model_path, device):
     """Sharpen image files or folders into OUT, keeping names, sizes, alpha and bit depth."""
+    from shared.inference import ModelFileError, load_model  # torch: only when this command runs
+
     files = collect_inputs(inputs)
     if not files:
         raise click.UsageError("no image files found in the inputs")

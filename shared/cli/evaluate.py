@@ -7,9 +7,6 @@ from pathlib import Path
 
 import click
 
-from shared.evaluation import evaluate, format_table, load_images
-from shared.inference import load_model
-
 
 def parse_sigmas(text: str) -> list[float]:
     try:
@@ -32,6 +29,9 @@ def parse_sigmas(text: str) -> list[float]:
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 def eval_command(data, sigma, models, max_side, no_baselines, as_json):
     """Blur sharp images with known σ, sharpen them, and print SSIM/PSNR per method."""
+    from shared.evaluation import evaluate, format_table, load_images  # torch: only when this command runs
+    from shared.inference import load_model
+
     images = load_images([Path(d) for d in data], max_side)
     loaded = {}
     for m in models or [None]:

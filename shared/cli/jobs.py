@@ -16,18 +16,17 @@ from .context import Context, QueueUnreachable
 
 
 def gather(paths: tuple[str, ...]) -> list:
+    """The images to submit; a file in a folder that is not an image is reported (stderr) and skipped."""
     from scheduler.enqueue import InputFile
+    from shared.inputs import list_images
 
-    found = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            found += [InputFile(p.name, path=p) for p in sorted(item.rglob("*"))
-                      if p.is_file() and not p.name.startswith(".")]
-        elif item.is_file():
-            found.append(InputFile(item.name, path=item))
-        else:
-            raise click.BadParameter(f"no such file or folder: {item}", param_hint="PATH")
-    return found
+    try:
+        listing = list_images(paths)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATH") from None
+    for path, reason in listing.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    return [InputFile(path.name, path=path) for path, _rel in listing.images]
 
 
 def _batch_or_fail(ctx: Context, batch_id: int) -> Batch:

@@ -1,4 +1,4 @@
-"""Processes: worker, scheduler, dashboard, and `up` (everything on one machine, supervised)."""
+"""Processes: worker, scheduler (beat), dashboard, and `up` (everything on one machine, supervised)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,21 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from shared.config import Settings
 
 from .context import Context
+from .supervise import Child, CrashLoop, Supervisor
 
 
 @click.command()
-@click.option("--queue", type=click.Choice(["sharpen", "train"]), default="sharpen", show_default=True)
-@click.option("--concurrency", default=1, show_default=True, help="Processes (prefork) for this worker.")
+@click.option("--queue", type=click.Choice(["sharpen", "train", "scheduler"]), default="sharpen",
+              show_default=True, help="scheduler: runs the periodic sweep that `sharpen scheduler` sends.")
+@click.option("--concurrency", default=1, show_default=True,
+              help="Pool processes. 1 (default): one process, solo pool: run one such worker per GPU. "
+                   "N > 1: a prefork pool of N processes sharing this machine's device (CPU-only machines, "
+                   "or a GPU the model leaves idle while images are read and written).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.pass_obj
 def worker(ctx: Context, queue, concurrency, loglevel):
-    """Run a Celery worker for the sharpen or train queue (one per GPU; solo pool by default)."""
+    """Run a Celery worker for the sharpen, train or scheduler queue (one per GPU; solo pool by default)."""
     from worker.celery_app import make_celery
 
     ctx.db  # noqa: B018 - make sure the schema exists before taking work
@@ -35,16 +41,15 @@ def worker(ctx: Context, queue, concurrency, loglevel):
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.pass_obj
 def scheduler(ctx: Context, loglevel):
-    """Run Celery beat and the periodic jobs (re-enqueue stranded work)."""
-    from worker.celery_app import SCHEDULER_QUEUE, make_celery
+    """Run Celery beat (exactly one): it sends the periodic sweep (re-enqueue stranded work) to the queue
+    that `sharpen worker --queue scheduler` runs."""
+    from worker.celery_app import make_celery
 
     ctx.db  # noqa: B018
     app = make_celery(ctx.settings)
     schedule = ctx.settings.storage_root / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    app.worker_main(["worker", "-B", "-s", str(schedule), "-Q", SCHEDULER_QUEUE, "-P", "solo",
-                     "-n", f"scheduler-{os.getpid()}@%h", "--loglevel", loglevel, "--without-gossip",
-                     "--without-mingle"])
+    app.start(["beat", "-s", str(schedule), "--loglevel", loglevel])
 
 
 @click.command()
@@ -82,12 +87,20 @@ def start_embedded_redis(settings: Settings) -> subprocess.Popen:
 
 
 @click.command()
-@click.option("--sharpen-workers", default=1, show_default=True, help="Worker processes on queue sharpen.")
+@click.option("--sharpen-workers", default=1, show_default=True,
+              help="Worker processes on queue sharpen (each with --concurrency pool processes).")
+@click.option("--concurrency", default=1, show_default=True,
+              help="Pool processes per sharpen worker (see `sharpen worker --help`).")
 @click.option("--no-trainer", is_flag=True, help="Do not start a worker on queue train.")
 @click.option("--no-dashboard", is_flag=True)
 @click.pass_obj
-def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
-    """Start everything on this machine: Redis (embedded unless REDIS_URL), workers, scheduler, dashboard."""
+def up(ctx: Context, sharpen_workers, concurrency, no_trainer, no_dashboard):
+    """Start everything on this machine: Redis (embedded unless REDIS_URL), workers, scheduler (beat and the
+    worker that runs its sweep), dashboard.
+
+    A child that dies is restarted (with backoff); one that dies five times within a minute stops the stack.
+    Ctrl-C, SIGTERM or SIGHUP stop everything.
+    """
     settings = ctx.settings
     ctx.db  # noqa: B018 - migrate once, before any child starts
     stopping = False
@@ -100,44 +113,54 @@ def up(ctx: Context, sharpen_workers, no_trainer, no_dashboard):
     # from a script, where it starts out ignored; SIGHUP when the terminal closes
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
-    children: list[tuple[str, subprocess.Popen]] = []
     env = {**os.environ, **settings.to_env()}
     exe = [sys.executable, "-m", "shared.cli"]
-    plan = [(f"worker-{i + 1}", exe + ["worker", "--queue", "sharpen"]) for i in range(sharpen_workers)]
+    plan = [(f"worker-{i + 1}", exe + ["worker", "--queue", "sharpen", "--concurrency", str(concurrency)])
+            for i in range(sharpen_workers)]
     if not no_trainer:
         plan.append(("trainer", exe + ["worker", "--queue", "train"]))
-    plan.append(("scheduler", exe + ["scheduler"]))
+    plan += [("scheduler", exe + ["scheduler"]), ("sweeper", exe + ["worker", "--queue", "scheduler"])]
     if not no_dashboard:
         plan.append(("dashboard", exe + ["dashboard"]))
     logs = settings.storage_root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+
+    def starter(log: Path, cmd: list[str]):
+        def start() -> subprocess.Popen:
+            with open(log, "ab") as out:
+                return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return start
+
+    children = [Child(name, starter(logs / f"{name}.log", cmd), logs / f"{name}.log") for name, cmd in plan]
+    if settings.uses_embedded_redis:
+        redis_log = settings.embedded_redis_socket.parent / "redis.log"
+        children.insert(0, Child("redis", lambda: start_embedded_redis(settings), redis_log))
+
+    def echo(line: str) -> None:
+        with contextlib.suppress(OSError):  # the terminal may be gone; the children still need a supervisor
+            click.echo(line, err=True)
+
+    supervisor = Supervisor(children, echo)
+    code = 0
     try:
-        if settings.uses_embedded_redis:
-            children.append(("redis", start_embedded_redis(settings)))
-        for name, cmd in plan:
-            log = open(logs / f"{name}.log", "ab")
-            children.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
+        supervisor.start_all()
         click.echo(f"Sharpen is up: storage {settings.storage_root}, database {settings.db_url}")
         click.echo(f"queue: {settings.broker_url}   logs: {logs}")
         if not no_dashboard:
             click.echo(f"dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/")
         click.echo("submit from another shell in this directory: sharpen submit FOLDER --wait   (Ctrl-C stops all)")
         while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    click.echo(f"{name} exited with code {proc.returncode}; stopping (see {logs / (name + '.log')})",
-                               err=True)
-                    stopping = True
-            time.sleep(0.5)
+            supervisor.poll()
+            time.sleep(0.2)
+    except (CrashLoop, click.ClickException) as exc:
+        with contextlib.suppress(OSError):
+            click.echo(str(exc.message if isinstance(exc, click.ClickException) else exc), err=True)
+        code = 1
     finally:
         with contextlib.suppress(OSError):  # the terminal may be gone (closed, or a pipe whose reader died)
             click.echo("stopping…")
-        for _name, proc in reversed(children):  # Redis last, so workers can ack what they finish
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        supervisor.stop_all()
         if settings.uses_embedded_redis and settings.embedded_redis_socket.exists():
             settings.embedded_redis_socket.unlink()
+    if code:
+        sys.exit(code)

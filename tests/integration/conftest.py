@@ -21,7 +21,7 @@ from shared.models import DONE, Batch
 from shared.storage import Storage
 from tests.conftest import PHOTOS, load_photo
 
-from .services import RedisServer, create_postgres_database, postgres_admin_url, shared_redis_url
+from .services import RedisServer, create_postgres_database, postgres_admin_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,11 @@ class Stack:
             assert time.time() < deadline, f"sharpen {' '.join(args)} not ready:\n{log.read_text()}"
             time.sleep(0.1)
         return proc
+
+    def start_scheduler(self) -> tuple[subprocess.Popen, subprocess.Popen]:
+        """Celery beat, and the worker that runs the sweep it sends."""
+        sweeper = self.start("worker", "--queue", "scheduler")
+        return self.start("scheduler", ready="beat: Starting"), sweeper
 
     def kill(self, proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # the worker and anything it started, no clean-up
@@ -120,11 +125,8 @@ def sqlite_url(tmp_path):
 
 @pytest.fixture
 def redis_url(tmp_path):
-    """The machine's Redis when it runs (database 7, flushed), else a private redis-server."""
-    url = shared_redis_url(7)
-    if url:
-        yield url
-        return
+    """A redis-server of this test's own: never a Redis that other test runs on this machine share (their
+    workers would take this test's messages)."""
     server = RedisServer(tmp_path / "redis").start()
     yield server.url
     server.stop()

@@ -1,4 +1,4 @@
-"""Real servers for integration tests: found when running, started when not (never assumed)."""
+"""Real servers for integration tests: a private redis-server per test; PostgreSQL found, or started."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,6 @@ import time
 import uuid
 from contextlib import closing
 from pathlib import Path
-
-import redis
 
 
 def port_open(host: str, port: int) -> bool:
@@ -61,15 +59,6 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-def shared_redis_url(db: int) -> str | None:
-    """The machine's Redis on 127.0.0.1:6379 (a database of our own in it), or None when it is down."""
-    if not port_open("127.0.0.1", 6379):
-        return None
-    url = f"redis://127.0.0.1:6379/{db}"
-    redis.Redis.from_url(url).flushdb()
-    return url
 
 
 def postgres_admin_url() -> str:

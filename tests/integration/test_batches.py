@@ -108,7 +108,7 @@ def test_bad_files_fail_alone_with_a_reason(make_stack, sqlite_url, redis_url, t
 def test_worker_killed_mid_batch_loses_nothing(make_stack, sqlite_url, redis_url, tmp_path):
     stack = make_stack(sqlite_url, redis_url)
     worker = stack.start("worker", "--queue", "sharpen")
-    stack.start("scheduler")
+    stack.start_scheduler()
     batch_id = submit_and_wait_for_progress(stack, tmp_path, done=5)
     stack.kill(worker)  # SIGKILL mid-batch: its image stays "running" with a lease, its message unacked
     assert stack.batch(batch_id).done_count < 50
@@ -124,7 +124,7 @@ def test_worker_killed_mid_batch_loses_nothing(make_stack, sqlite_url, redis_url
 def test_redis_lost_mid_batch_is_recovered(make_stack, sqlite_url, private_redis, tmp_path, how):
     stack = make_stack(sqlite_url, private_redis.url)
     stack.start("worker", "--queue", "sharpen")
-    stack.start("scheduler")
+    stack.start_scheduler()
     batch_id = submit_and_wait_for_progress(stack, tmp_path, done=3)
     if how == "flush":
         redis.Redis.from_url(private_redis.url).flushall()

@@ -63,7 +63,7 @@ def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url,
 def test_killed_trainer_resumes_from_its_checkpoint(make_stack, sqlite_url, redis_url, photo_folder):
     stack = make_stack(sqlite_url, redis_url)
     trainer = stack.start("worker", "--queue", "train")
-    stack.start("scheduler")
+    stack.start_scheduler()
     run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--epochs", "8",
                          "--patches-per-image", "16", *TRAIN_ARGS).split()[0])
     ckpt = stack.storage.run_dir(run_id) / "checkpoint.pt"

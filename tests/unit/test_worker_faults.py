@@ -1,0 +1,142 @@
+"""The image's fault or the worker's: plain pipeline functions on SQLite with the shipped model, no servers."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+
+from scheduler.enqueue import create_batch
+from shared.imageio import ImageError
+from shared.inference import ModelFileError, default_model_path
+from shared.lease import Lease, keep_lease
+from shared.models import DONE, FAILED, QUEUED, Batch, ImageJob
+from shared.registry import register_model
+from worker import pipeline
+from worker.faults import Backoff, WorkerFault, is_worker_fault
+from worker.pipeline import LeaseLost, claim, process_image, process_jobs, sharpen_within_memory
+
+from .test_jobs import ctx, folder_of, inputs  # noqa: F401 - the fixture
+
+
+def jobs_of(ctx, batch_id) -> list[ImageJob]:
+    with ctx.db.session() as s:
+        return list(s.scalars(select(ImageJob).where(ImageJob.batch_id == batch_id).order_by(ImageJob.id)))
+
+
+def test_a_missing_model_hands_the_image_back_without_spending_an_attempt(ctx, tmp_path):
+    model = ctx.storage.models_dir / "mine.pt"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(default_model_path(), model)
+    with ctx.db.session() as s:
+        register_model(s, model, "mine", activate=True, storage_root=ctx.storage.root)
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 3)), mode="restore")
+    ids = [j.id for j in jobs_of(ctx, batch_id)]
+    hidden = model.rename(tmp_path / "away.pt")
+    for _ in range(5):  # more tries than max_attempts: a broken worker never uses up an image's attempts
+        with pytest.raises(WorkerFault, match="cannot load the model: ModelFileError: model file not found"):
+            process_jobs(ctx, ids)
+    assert [(j.status, j.attempts, j.error) for j in jobs_of(ctx, batch_id)] == [(QUEUED, 0, None)] * 3
+    with ctx.db.session() as s:
+        assert s.get(Batch, batch_id).failed_count == 0
+    hidden.rename(model)
+    assert process_jobs(ctx, ids) == {"done": 3, "failed": 0, "skipped": 0}
+    assert [(j.status, j.attempts) for j in jobs_of(ctx, batch_id)] == [(DONE, 1)] * 3
+
+
+def test_a_model_file_changed_since_registration_is_a_worker_fault(ctx, tmp_path):
+    model = ctx.storage.models_dir / "mine.pt"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(default_model_path(), model)
+    with ctx.db.session() as s:
+        register_model(s, model, "mine", activate=True, storage_root=ctx.storage.root)
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 1)), mode="restore")
+    with open(model, "ab") as f:
+        f.write(b"\0")  # still loads, but it is not the registered file
+    with pytest.raises(WorkerFault, match="changed since it was registered"):
+        process_jobs(ctx, [j.id for j in jobs_of(ctx, batch_id)])
+    assert jobs_of(ctx, batch_id)[0].status == QUEUED
+
+
+def test_a_lost_lease_writes_nothing(ctx, tmp_path):
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 1)), mode="restore")
+    job, batch, _version = claim(ctx, jobs_of(ctx, batch_id)[0].id)
+    lease = Lease()
+    lease.lost.set()  # what keep_lease does when a renewal finds the image taken by another worker
+    with pytest.raises(LeaseLost):
+        process_image(ctx, job, batch, ctx.model(None), lease)
+    assert not (ctx.storage.batch_dir(batch_id) / "output").exists()
+
+
+def test_a_lease_is_lost_once_the_sweep_hands_the_image_out_again(ctx, tmp_path):
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 1)), mode="restore")
+    job_id = jobs_of(ctx, batch_id)[0].id
+    assert claim(ctx, job_id) is not None
+    with keep_lease(ctx.db, ImageJob, job_id, ctx.name, seconds=2) as lease:  # renewed every 0.5 s
+        time.sleep(0.7)
+        assert not lease.lost.is_set()  # renewed: still ours
+        with ctx.db.session() as s:  # what the sweep does once the lease expired
+            s.execute(update(ImageJob).where(ImageJob.id == job_id).values(status=QUEUED))
+        assert lease.lost.wait(timeout=10)
+
+
+def test_a_deleted_input_fails_alone_and_named(ctx, tmp_path):
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 2)), mode="restore")
+    first, second = jobs_of(ctx, batch_id)
+    ctx.storage.resolve(first.input_path).unlink()
+    assert process_jobs(ctx, [first.id, second.id]) == {"done": 1, "failed": 1, "skipped": 0}
+    first = jobs_of(ctx, batch_id)[0]
+    assert first.status == FAILED and first.error == "p0.png: its stored file is missing (deleted from the storage?)"
+
+
+def test_out_of_gpu_memory_tries_smaller_tiles_then_the_cpu(monkeypatch, photo):
+    from shared.inference import load_model
+
+    model = load_model(None, "cpu")
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
+    expected = pipeline.sharpen_tensor(model, x)
+    calls, real = [], pipeline.sharpen_tensor
+
+    def short_of_memory(gpu_limit, cpu_fails=False):
+        def run(m, t, **kw):
+            on_gpu, tile = m is model, kw.get("tile", 512)
+            calls.append((tile, on_gpu))
+            if on_gpu and tile > gpu_limit:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if not on_gpu and cpu_fails:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+            return real(m, t, **kw)
+        return run
+
+    monkeypatch.setattr(pipeline, "sharpen_tensor", short_of_memory(256))
+    assert torch.equal(sharpen_within_memory(model, x, None, "big.png"), expected)  # tiled == whole
+    assert calls == [(512, True), (256, True)]
+    calls.clear()
+    monkeypatch.setattr(pipeline, "sharpen_tensor", short_of_memory(0))  # the GPU never has enough
+    assert torch.equal(sharpen_within_memory(model, x, None, "big.png"), expected)
+    assert calls == [(512, True), (256, True), (256, False)]  # the last try on a model loaded on the CPU
+    monkeypatch.setattr(pipeline, "sharpen_tensor", short_of_memory(0, cpu_fails=True))
+    with pytest.raises(ImageError, match="big.png: too large for this worker: out of memory on the GPU"):
+        sharpen_within_memory(model, x, None, "big.png")
+
+
+def test_which_errors_are_the_workers():
+    assert is_worker_fault(ModelFileError("model file not found"))
+    assert is_worker_fault(OSError(28, "No space left on device"))
+    assert is_worker_fault(OperationalError("SELECT 1", {}, Exception("could not connect to server")))
+    assert is_worker_fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_worker_fault(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert not is_worker_fault(RuntimeError("Given groups=1, weight of size [64, 3, 3, 3], expected input"))
+    assert not is_worker_fault(ValueError("bad pixels"))
+
+
+def test_backoff_grows_then_pauses_and_resets():
+    b = Backoff(max_delay=10, first_delay=1, pause_after=3)
+    assert [b.fault(now=0) for _ in range(2)] == [1, 2] and b.pause_left(now=0) == 0  # still takes work
+    assert b.fault(now=100) == 4 and b.pause_left(now=101) == 3   # third in a row: no images for 4 s
+    assert [b.fault(now=200) for _ in range(3)] == [8, 10, 10]    # capped
+    b.ok()
+    assert b.pause_left(now=200) == 0 and b.fault(now=300) == 1
