@@ -14,7 +14,7 @@ SCHEDULER_QUEUE = "scheduler"
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("sharpen", broker=settings.broker_url, backend=settings.result_backend,
-                 include=["worker.tasks"])
+                 include=["worker.tasks", "worker.control"])
     app.conf.update(
         task_acks_late=True,                 # a task killed mid-way is delivered again ...
         task_reject_on_worker_lost=True,     # ... also when its pool process dies
