@@ -6,7 +6,6 @@ separate modules over one query layer (``queries.py``). Later blueprints (``stud
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, jsonify, make_response, render_template, request
@@ -17,6 +16,7 @@ from shared.db import Database
 from shared.storage import Storage
 
 from .config import DashboardConfig, check_exposure, secret_key
+from .context import DashboardState
 from .formatting import FILTERS
 from .queue import Queue
 from .security import add_security_headers, csrf_token, logged_in, token_required
@@ -26,16 +26,6 @@ from .uploads import UploadRequest
 # The top bar, in order; an entry shows once its blueprint is registered (studies, training, models come next).
 NAV = [("batches.index", "Batches"), ("batches.new", "New batch"), ("study.index", "Studies"),
        ("training.index", "Training"), ("models.index", "Models"), ("workers.index", "Workers")]
-
-
-@dataclass
-class DashboardState:
-    """What every view needs, made once per process: ``current_app.extensions['sharpen']``."""
-    settings: Settings
-    config: DashboardConfig
-    db: Database
-    storage: Storage
-    queue: Queue
 
 
 def create_app(settings: Settings | None = None, config: DashboardConfig | None = None) -> Flask:

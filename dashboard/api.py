@@ -10,14 +10,11 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 from scheduler.control import BatchStateError, cancel_batch, retry_failed
 
 from . import files, queries
+from .context import current
 from .security import api_write
 from .uploads import UploadError, submit_upload
 
 bp = Blueprint("api", __name__)
-
-
-def state():
-    return current_app.extensions["sharpen"]
 
 
 def batch_or_404(s, batch_id: int):
@@ -43,7 +40,7 @@ def openapi():
 @bp.get("/batches")
 def list_batches():
     page, per_page = queries.clamp_page(request.args.get("page"), request.args.get("per_page"), 25, 200)
-    with state().db.session() as s:
+    with current().db.session() as s:
         found = queries.list_batches(s, page, per_page)
     return jsonify(batches=found.items, **found.meta())
 
@@ -52,11 +49,11 @@ def list_batches():
 @api_write
 def submit():
     try:
-        batch_id, sent = submit_upload(state(), request.files.getlist("files"),
+        batch_id, sent = submit_upload(current(), request.files.getlist("files"),
                                        request.files.getlist("references"), request.form)
     except UploadError as exc:
         abort(exc.status, description=str(exc))
-    with state().db.session() as s:
+    with current().db.session() as s:
         data = queries.batch_detail(s, queries.get_batch(s, batch_id))
     data["sent"] = sent
     data["url"] = url_for("batches.batch_page", batch_id=batch_id, _external=True)
@@ -65,14 +62,14 @@ def submit():
 
 @bp.get("/batches/<int:batch_id>")
 def get_batch(batch_id: int):
-    with state().db.session() as s:
+    with current().db.session() as s:
         return jsonify(queries.batch_detail(s, batch_or_404(s, batch_id)))
 
 
 @bp.get("/batches/<int:batch_id>/metrics")
 def metrics(batch_id: int):
     page, per_page = queries.clamp_page(request.args.get("page"), request.args.get("per_page"), 1000, 5000)
-    with state().db.session() as s:
+    with current().db.session() as s:
         data = queries.batch_metrics(s, batch_or_404(s, batch_id), page, per_page)
         data["histogram"] = queries.gain_histogram(s, batch_id) if page == 1 else None
     return jsonify(data)
@@ -81,7 +78,7 @@ def metrics(batch_id: int):
 @bp.post("/batches/<int:batch_id>/retry")
 @api_write
 def retry(batch_id: int):
-    st = state()
+    st = current()
     try:
         n = retry_failed(st.db, st.queue.send, batch_id, st.settings.chunk_size)
     except LookupError as exc:
@@ -95,7 +92,7 @@ def retry(batch_id: int):
 @api_write
 def cancel(batch_id: int):
     try:
-        n = cancel_batch(state().db, batch_id)
+        n = cancel_batch(current().db, batch_id)
     except LookupError as exc:
         abort(404, description=str(exc))
     except BatchStateError as exc:
@@ -105,7 +102,7 @@ def cancel(batch_id: int):
 
 @bp.get("/batches/<int:batch_id>/download")
 def download_all(batch_id: int):
-    st = state()
+    st = current()
     with st.db.session() as s:
         batch = batch_or_404(s, batch_id)
         jobs = queries.done_jobs(s, batch_id)
@@ -126,7 +123,7 @@ def _kind_or_404(kind: str) -> str:
 def image_file(batch_id: int, job_id: int, kind: str):
     """One image's input, output or reference; ``?view=1`` gives a copy a browser can show."""
     _kind_or_404(kind)
-    st = state()
+    st = current()
     with st.db.session() as s:
         job = image_or_404(s, batch_id, job_id)
     if request.args.get("view"):
@@ -142,7 +139,7 @@ def image_file(batch_id: int, job_id: int, kind: str):
 @bp.get("/batches/<int:batch_id>/images/<int:job_id>/<kind>/thumbnail")
 def thumbnail(batch_id: int, job_id: int, kind: str):
     _kind_or_404(kind)
-    st = state()
+    st = current()
     with st.db.session() as s:
         job = image_or_404(s, batch_id, job_id)
     path = files.thumbnail(st.storage, job, kind)
@@ -153,7 +150,7 @@ def thumbnail(batch_id: int, job_id: int, kind: str):
 
 @bp.get("/workers")
 def workers():
-    st = state()
+    st = current()
     found = st.queue.workers()
     return jsonify(workers=found, queues=st.queue.lengths(), broker=st.queue.broker_for_display())
 

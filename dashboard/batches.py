@@ -2,12 +2,13 @@
 comparison viewer, and the retry/cancel buttons. Thin views over ``queries`` and ``uploads``."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
 from scheduler.control import BatchStateError, cancel_batch, retry_failed
 from shared.models import MODES
 
 from . import queries
+from .context import current
 from .security import check_csrf, login_required
 from .uploads import UploadError, submit_upload
 
@@ -17,10 +18,6 @@ STATUS_FILTERS = ("", "failed", "done", "running", "queued", "cancelled")
 GRID_PER_PAGE = 12
 
 
-def state():
-    return current_app.extensions["sharpen"]
-
-
 def wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
@@ -28,26 +25,26 @@ def wants_json() -> bool:
 @bp.get("/")
 def index():
     page, per_page = queries.clamp_page(request.args.get("page"), request.args.get("per_page"), 25, 200)
-    with state().db.session() as s:
+    with current().db.session() as s:
         found = queries.list_batches(s, page, per_page)
     return render_template("batches.html", found=found)
 
 
 @bp.get("/batches/new")
 def new():
-    return render_template("upload.html", modes=MODES, config=state().config, error=None, form={})
+    return render_template("upload.html", modes=MODES, config=current().config, error=None, form={})
 
 
 @bp.post("/batches/new")
 @login_required
 def create():
     try:
-        batch_id, sent = submit_upload(state(), request.files.getlist("files"),
+        batch_id, sent = submit_upload(current(), request.files.getlist("files"),
                                        request.files.getlist("references"), request.form)
     except UploadError as exc:
         if wants_json():
             return jsonify(error=str(exc), status=exc.status), exc.status
-        return render_template("upload.html", modes=MODES, config=state().config, error=str(exc),
+        return render_template("upload.html", modes=MODES, config=current().config, error=str(exc),
                                form=request.form), exc.status
     url = url_for("batches.batch_page", batch_id=batch_id)
     if not sent:
@@ -75,22 +72,22 @@ def _batch_context(s, batch_id: int) -> dict:
 
 @bp.get("/batches/<int:batch_id>")
 def batch_page(batch_id: int):
-    with state().db.session() as s:
+    with current().db.session() as s:
         context = _batch_context(s, batch_id)
-        return render_template("batch.html", poll_ms=state().config.poll_ms, **context)
+        return render_template("batch.html", poll_ms=current().config.poll_ms, **context)
 
 
 @bp.get("/batches/<int:batch_id>/live")
 def batch_live(batch_id: int):
     """The part of the batch page below the progress bar, re-fetched by the page while the batch runs."""
-    with state().db.session() as s:
+    with current().db.session() as s:
         context = _batch_context(s, batch_id)
         return render_template("_batch_results.html", **context)
 
 
 @bp.get("/batches/<int:batch_id>/images/<int:job_id>")
 def compare(batch_id: int, job_id: int):
-    with state().db.session() as s:
+    with current().db.session() as s:
         batch = queries.get_batch(s, batch_id)
         job = queries.image_in_batch(s, batch_id, job_id) if batch else None
         if job is None:
@@ -103,7 +100,7 @@ def compare(batch_id: int, job_id: int):
 @bp.post("/batches/<int:batch_id>/retry")
 @login_required
 def retry(batch_id: int):
-    st = state()
+    st = current()
     try:
         n = retry_failed(st.db, st.queue.send, batch_id, st.settings.chunk_size)
         flash(f"{n} image{'s' if n != 1 else ''} queued again.")
@@ -118,7 +115,7 @@ def retry(batch_id: int):
 @login_required
 def cancel(batch_id: int):
     try:
-        n = cancel_batch(state().db, batch_id)
+        n = cancel_batch(current().db, batch_id)
         flash(f"Batch cancelled: {n} image{'s' if n != 1 else ''} will not be processed.")
     except LookupError:
         abort(404, description=f"There is no batch {batch_id}.")

@@ -13,14 +13,15 @@ import secrets
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, request, session, url_for
+from flask import abort, redirect, request, session, url_for
 
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 def _token() -> str:
-    return current_app.extensions["sharpen"].config.api_token
+    from .context import current
+    return current().config.api_token
 
 
 def token_required() -> bool:

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from flask import Request, current_app
+from flask import Request
 
 from scheduler.enqueue import InputFile, create_batch, enqueue_batch
 from shared.models import MODES
@@ -37,7 +37,8 @@ class UploadRequest(Request):
     """Spools uploaded files to the storage root (not /tmp, which may be small or in memory)."""
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
-        folder = current_app.extensions["sharpen"].storage.root / "uploads"
+        from .context import current
+        folder = current().storage.root / "uploads"
         folder.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryFile(dir=folder)
 

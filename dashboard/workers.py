@@ -1,16 +1,17 @@
 """The workers panel: who is online (host, device, what each is doing) and how long the queues are."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from . import queries
+from .context import current
 
 bp = Blueprint("workers", __name__)
 
 
 @bp.get("/workers")
 def index():
-    st = current_app.extensions["sharpen"]
+    st = current()
     found = st.queue.workers()
     job_ids = [i for w in found for t in w["tasks"] for i in (t["job_ids"] or [])]
     with st.db.session() as s:

@@ -100,11 +100,16 @@ def test_upload_a_folder_watch_it_compare_and_download(logged_in, served, tmp_pa
     page.set_viewport_size({"width": 400, "height": 860})
     page.click('[data-mode="side"]')
     shot(page, "compare-narrow")
-    page.goto(served.url + "/")
-    shot(page, "batches")
     page.goto(served.url + "/workers")
     assert "sharpen" in page.inner_text("#workers")
+    shot(page, "workers-narrow")
+    page.set_viewport_size({"width": 1280, "height": 900})
     shot(page, "workers")
+    page.goto(served.url + "/")
+    assert page.locator("#batches tbody tr").count() >= 1
+    shot(page, "batches")
+    page.set_viewport_size({"width": 400, "height": 860})
+    shot(page, "batches-narrow")
     page.close()
 
 
