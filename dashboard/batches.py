@@ -67,7 +67,8 @@ def _batch_context(s, batch_id: int) -> dict:
             "images": queries.image_page(s, batch_id, page, per_page, status or None),
             "grid": queries.image_page(s, batch_id, gpage, GRID_PER_PAGE, "done"),
             "histogram": queries.gain_histogram(s, batch_id), "status_filter": status,
-            "status_filters": STATUS_FILTERS, "query": {k: v for k, v in request.args.items()}}
+            "status_filters": STATUS_FILTERS,
+            "query": {k: v for k, v in request.args.items() if k in ("page", "per_page", "status", "gpage")}}
 
 
 @bp.get("/batches/<int:batch_id>")

@@ -283,10 +283,16 @@ def test_a_batch_through_a_real_worker(stack, pngs, tmp_path):
     b = stack.wait_batch(batch_id)
     assert (b.done_count, b.failed_count) == (4, 2)  # they fail again, for the same reasons
 
+    workers = client.get("/api/v1/workers").json
+    assert [w["queues"] for w in workers["workers"]] == [["sharpen"]] and workers["workers"][0]["device"] == "cpu"
+    assert workers["queues"]["sharpen"] == 0 and workers["broker"] == stack.settings.broker_url
+    assert "idle" in client.get("/workers").text
+
     page = client.get(f"/batches/{batch_id}")
     assert page.status_code == 200 and "set/broken.jpg" in page.text and "Download all outputs" in page.text
     assert client.get(f"/batches/{batch_id}/images/{done['id']}").status_code == 200
     assert client.get(f"/batches/{batch_id}/live?status=failed").status_code == 200
+    assert client.get(f"/batches/{batch_id}?batch_id=3&page=x&status=odd&gpage=-1").status_code == 200
 
 
 def test_pages_render_batches_with_and_without_scores(client, pngs):
