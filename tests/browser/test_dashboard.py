@@ -20,6 +20,15 @@ def api(served, path: str) -> dict:
         return json.load(r)
 
 
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Poll a JS expression from Python (Playwright's wait_for_function evaluates strings with eval,
+    which the pages' CSP forbids)."""
+    deadline = time.time() + timeout
+    while not page.evaluate(expression):
+        assert time.time() < deadline, f"never true: {expression}"
+        time.sleep(0.05)
+
+
 def watch_progress(page, timeout: float = 120) -> list[float]:
     """Values the batch page's progress bar shows, sampled until it reaches 100 %."""
     seen, deadline = [], time.time() + timeout
@@ -27,6 +36,8 @@ def watch_progress(page, timeout: float = 120) -> list[float]:
         value = page.eval_on_selector("#batch-progress", "e => e.value")
         if not seen or value != seen[-1]:
             seen.append(value)
+            if 0 < value < 100 and not any(0 < v < 100 for v in seen[:-1]):
+                shot(page, "batch-running", full_page=False)
         if value >= 100:
             return seen
         time.sleep(0.03)
@@ -61,7 +72,7 @@ def test_upload_a_folder_watch_it_compare_and_download(logged_in, served, tmp_pa
     assert page.inner_text("#mean-ssim") == f"{batch['mean_ssim']:.4f}"
     assert batch["mean_ssim"] > batch["mean_input_ssim"]
     assert page.locator("#results-grid .triplet").count() == 12  # a page of the grid
-    page.wait_for_function("[...document.querySelectorAll('#results-grid img')].every(i => i.complete && i.naturalWidth)")
+    wait_until(page, "[...document.querySelectorAll('#results-grid img')].every(i => i.complete && i.naturalWidth)")
     shot(page, "batch-done")
     page.set_viewport_size({"width": 400, "height": 860})
     shot(page, "batch-done-narrow")
@@ -76,7 +87,7 @@ def test_upload_a_folder_watch_it_compare_and_download(logged_in, served, tmp_pa
 
     page.click("#results-grid .triplet >> nth=0")
     page.wait_for_url("**/images/*")
-    page.wait_for_function("[...document.querySelectorAll('#side-view img')].every(i => i.complete && i.naturalWidth)")
+    wait_until(page, "[...document.querySelectorAll('#side-view img')].every(i => i.complete && i.naturalWidth)")
     assert page.locator("#side-view figcaption").all_inner_texts() == ["Blurry", "Sharpened", "Reference"]
     assert page.inner_text("#zoom-level").startswith("fit")
     page.click('[data-zoom="1"]')
