@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from sqlalchemy import update
 
-from scheduler.enqueue import count_image_outcome, refresh_batch
+from scheduler.enqueue import count_image_outcome
+from scheduler.enqueue import refresh_batch
 from shared.blur_estimate import estimate_blur
 from shared.config import Settings
 from shared.db import TRANSIENT_ERRORS, Database
