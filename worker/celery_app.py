@@ -14,7 +14,7 @@ SCHEDULER_QUEUE = "scheduler"
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("sharpen", broker=settings.broker_url, backend=settings.result_backend,
-                 include=["worker.tasks", "worker.control"])
+                 include=["worker.tasks"])
     app.conf.update(
         task_acks_late=True,                 # a task killed mid-way is delivered again ...
         task_reject_on_worker_lost=True,     # ... also when its pool process dies
@@ -42,6 +42,7 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     app.sharpen_settings = settings
+    app.conf.include = [*app.conf.include, "worker.control"]  # answers the dashboard's workers panel
     return app
 
 

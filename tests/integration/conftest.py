@@ -120,8 +120,8 @@ def sqlite_url(tmp_path):
 
 @pytest.fixture
 def redis_url(tmp_path):
-    """A private redis-server for each test (~0.1 s to start). Not the machine's own Redis: test runs of
-    other checkouts on the same machine flush and fill it at the same time."""
+    """A redis-server of this test's own: never a Redis that other test runs on this machine share (their
+    workers would take this test's messages)."""
     server = RedisServer(tmp_path / "redis").start()
     yield server.url
     server.stop()
