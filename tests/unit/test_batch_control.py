@@ -7,9 +7,20 @@ from sqlalchemy import select
 from scheduler.control import BatchStateError, cancel_batch, retry_failed
 from scheduler.enqueue import SHARPEN_TASK, create_batch, enqueue_batch, refresh_batch
 from shared.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob
-from worker.pipeline import claim, finish
+from shared import migrate
+from shared.config import Settings
+from worker.pipeline import WorkerContext, claim, finish
 
-from .test_jobs import ctx, folder_of, inputs  # noqa: F401 - the fixture and helpers
+from .test_jobs import folder_of, inputs
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    settings = Settings.from_env({"STORAGE_ROOT": str(tmp_path / "var")}, lease_seconds=30)
+    migrate.upgrade(settings.db_url)
+    context = WorkerContext.from_settings(settings)
+    yield context
+    context.db.dispose()
 
 
 def statuses(ctx, batch_id):
