@@ -160,3 +160,30 @@ def test_upload_refusals_show_on_the_page(logged_in, served, tmp_path):
     assert "zip slip" in page.inner_text("#upload-error")
     shot(page, "upload-refused")
     page.close()
+
+
+def test_files_dropped_on_the_page_are_uploaded(logged_in, served, tmp_path):
+    import base64
+
+    pngs = [base64.b64encode(write_png(tmp_path / f"d{i}.png", crop).read_bytes()).decode()
+            for i, crop in enumerate(photo_crops(2, 64))]
+    page = logged_in.new_page()
+    page.goto(served.url + "/batches/new")
+    drop = page.evaluate_handle("""(pngs) => {
+        const dt = new DataTransfer();
+        pngs.forEach((b64, i) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            dt.items.add(new File([bytes], "dropped" + i + ".png", { type: "image/png" }));
+        });
+        return dt;
+    }""", pngs)
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
+    wait_until(page, "document.getElementById('chosen').textContent.startsWith('2 files chosen')")
+    page.fill('input[name="name"]', "dropped")
+    page.click("#submit")
+    page.wait_for_url(BATCH_PAGE)
+    batch = api(served, "/batches/" + page.url.rsplit("/", 1)[1])
+    assert (batch["name"], batch["total"]) == ("dropped", 2)
+    names = [im["original_name"] for im in api(served, f"/batches/{batch['id']}/metrics")["images"]]
+    assert names == ["dropped0.png", "dropped1.png"]
+    page.close()
