@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install run test bench clean
 
 install: $(STAMP)
@@ -13,11 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,photos,server]'
 	touch $(STAMP)
 
+# The browser tests drive Debian's chromium (never a browser download); installed when missing.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
 # The whole stack on this machine, no configuration: SQLite + embedded Redis under ./var. Ctrl-C stops it.
 run: install
+	@echo "Sharpen: open http://$${SHARPEN_HOST:-127.0.0.1}:$${SHARPEN_PORT:-8000}/ once it is up (Ctrl-C stops it)"
 	$(BIN)/sharpen up
 
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest -q tests
 
 bench: install
@@ -26,4 +35,4 @@ bench: install
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache test-artifacts

@@ -1,47 +1,79 @@
-"""The web dashboard. ``create_app(settings=None)`` is the Flask app factory.
+"""The web dashboard. ``create_app(settings=None, config=None)`` is the Flask app factory.
 
-For now a read-only page of batches and training runs; the dashboard issue adds submission, live
-progress, ratings (MOS) and retraining.
+HTML views (blueprints ``batches``, ``workers``, ``auth``) and the JSON API (``api``, under ``/api/v1``) are
+separate modules over one query layer (``queries.py``). Later blueprints (``study``, ``training``,
+``models``) register the same way and use the same state, security and templates.
 """
 from __future__ import annotations
 
-from flask import Flask, render_template_string
-from sqlalchemy import select
+from datetime import timedelta
+
+from flask import Flask, current_app, jsonify, make_response, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.config import Settings
 from shared.db import Database
-from shared.models import Batch, TrainingRun
+from shared.storage import Storage
 
-PAGE = """<!doctype html><title>Sharpen</title>
-<h1>Sharpen</h1>
-<h2>Batches</h2>
-<table border=1 cellpadding=4><tr><th>id</th><th>name</th><th>mode</th><th>status</th><th>progress</th>
-<th>SSIM (input)</th></tr>
-{% for b in batches %}<tr><td>{{b.id}}</td><td>{{b.name}}</td><td>{{b.mode}}</td><td>{{b.status}}</td>
-<td>{{b.done_count + b.failed_count}}/{{b.total}} ({{b.failed_count}} failed)</td>
-<td>{% if b.mean_ssim is not none %}{{'%.4f'|format(b.mean_ssim)}} ({{'%.4f'|format(b.mean_input_ssim)}}){% endif %}</td>
-</tr>{% else %}<tr><td colspan=6>No batches yet: <code>sharpen submit FOLDER</code></td></tr>{% endfor %}
-</table>
-<h2>Training runs</h2>
-<ul>{% for r in runs %}<li>run {{r.id}}: {{r.status}}, {{r.epochs_done}}/{{r.epochs_total}} epochs</li>
-{% else %}<li>none</li>{% endfor %}</ul>
-"""
+from .config import DashboardConfig, check_exposure, secret_key
+from .context import DashboardState
+from .formatting import FILTERS
+from .queue import Queue
+from .security import add_security_headers, csrf_token, logged_in, token_required
+from .uploads import UploadRequest
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+# The top bar, in order; an entry shows once its blueprint is registered (studies, training, models come next).
+NAV = [("batches.index", "Batches"), ("batches.new", "New batch"), ("study.index", "Studies"),
+       ("training.index", "Training"), ("models.index", "Models"), ("workers.index", "Workers")]
+
+
+def create_app(settings: Settings | None = None, config: DashboardConfig | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    config = config or DashboardConfig.from_env()
+    check_exposure(settings.dashboard_host, config)
     app = Flask(__name__)
-    db = Database(settings)
+    app.request_class = UploadRequest
+    app.config.update(
+        SECRET_KEY=secret_key(settings, config),
+        MAX_CONTENT_LENGTH=config.max_upload_bytes,
+        MAX_FORM_PARTS=config.max_files + 50,
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["sharpen"] = DashboardState(settings, config, Database(settings),
+                                               Storage(settings.storage_root), Queue(settings))
 
-    @app.get("/")
-    def index():
-        with db.session() as s:
-            batches = list(s.scalars(select(Batch).order_by(Batch.id.desc()).limit(50)))
-            runs = list(s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(20)))
-        return render_template_string(PAGE, batches=batches, runs=runs)
+    from . import api, auth, batches, workers
+    for module in (batches, workers, auth):
+        app.register_blueprint(module.bp)
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+
+    app.jinja_env.globals.update(csrf_token=csrf_token, logged_in=logged_in, token_required=token_required,
+                                 nav_items=lambda: [(e, label) for e, label in NAV if e in app.view_functions])
+    app.jinja_env.filters.update(FILTERS)
+    app.after_request(add_security_headers)
+    app.register_error_handler(HTTPException, _error)
 
     @app.get("/healthz")
     def healthz():
         return {"ok": True}
 
     return app
+
+
+def _error(exc: HTTPException):
+    """JSON errors under /api/, a page elsewhere; always the right status and a message a person can read."""
+    message = exc.description or exc.name
+    if isinstance(exc, RequestEntityTooLarge) and message == RequestEntityTooLarge.description:
+        limit = current_app.config["MAX_CONTENT_LENGTH"] / 2 ** 20
+        message = f"the upload is larger than the {limit:.0f} MiB allowed (SHARPEN_MAX_UPLOAD_MB)"
+    if request.path.startswith("/api/"):
+        response = jsonify(error=message, status=exc.code)
+    else:
+        response = make_response(render_template("error.html", code=exc.code, name=exc.name, message=message))
+    response.status_code = exc.code
+    if exc.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="sharpen"'
+    return response

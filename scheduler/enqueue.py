@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import Database
-from shared.models import DONE, FAILED, MODES, QUEUED, RUNNING, Batch, ImageJob, utcnow
+from shared.models import CANCELLED, DONE, FAILED, MODES, QUEUED, RUNNING, Batch, ImageJob, utcnow
 from shared.registry import active_model
 from shared.storage import Storage, atomic_copy, atomic_write, safe_suffix
 
@@ -158,13 +158,23 @@ def refresh_batch(db: Database, batch_id: int) -> Batch:
         batch.done_count, batch.failed_count = n_done, n_failed
         batch.mean_ssim, batch.mean_psnr, batch.mean_input_ssim, batch.mean_input_psnr = row[4:8]
         batch.megapixels = (row[8] or 0) / 1e6
-        if n_done + n_failed >= total:
+        if batch.status == CANCELLED:  # a cancelled batch stays cancelled; its counts still settle
+            pass
+        elif n_done + n_failed >= total:
             if batch.status != DONE:
                 batch.status, batch.finished_at = DONE, utcnow()
         elif n_running or n_done or n_failed:
             batch.status = RUNNING
             batch.started_at = batch.started_at or utcnow()
         return batch
+
+
+def count_image_outcome(batch_id: int, status: str):
+    """The UPDATE that counts one finished image into its batch's counters, to run in the transaction that
+    records the image (so a recount sees both or neither). Progress moves image by image at the cost of one
+    small UPDATE, not a recount; ``refresh_batch`` at the end of each chunk still recounts exactly."""
+    column = Batch.done_count if status == DONE else Batch.failed_count
+    return update(Batch).where(Batch.id == batch_id).values({column: column + 1})
 
 
 def stranded_jobs(session: Session, requeue_after: float, now=None) -> tuple[list[int], list[int]]:
@@ -183,4 +193,5 @@ def unfinished_batches(session: Session) -> list[int]:
     """Batches not marked done although none of their images is queued or running (a worker died between
     finishing the last image and recounting the batch)."""
     busy = select(ImageJob.batch_id).where(ImageJob.status.in_((QUEUED, RUNNING)))
-    return list(session.scalars(select(Batch.id).where(Batch.status != DONE, Batch.id.not_in(busy))))
+    return list(session.scalars(select(Batch.id).where(Batch.status.not_in((DONE, CANCELLED)),
+                                                       Batch.id.not_in(busy))))

@@ -1,7 +1,8 @@
 """ORM models: the database is the source of truth for batches, images, models and training runs.
 
 Statuses are plain strings (portable across SQLite and PostgreSQL): ``queued``, ``running``, ``done``,
-``failed``. A failed image or run always carries a message a person can read.
+``failed``, and ``cancelled`` (a batch, and its images that had not started, when a user cancels it). A
+failed image or run always carries a message a person can read.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+CANCELLED = "cancelled"
 MODES = ("restore", "paired", "synthetic")
 
 

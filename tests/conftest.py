@@ -38,3 +38,13 @@ def photo_folder(tmp_path) -> Path:
         cv2.imwrite(str(folder / f"{Path(name).stem}.png"), cv2.cvtColor((rgb * 255).round().astype(np.uint8),
                                                                         cv2.COLOR_RGB2BGR))
     return folder
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """The stack behind a real HTTP dashboard (worker, Redis, SQLite), shared by the tests that need one."""
+    from tests.served import start_served
+
+    running, stop = start_served(tmp_path_factory.mktemp("served"))
+    yield running
+    stop()

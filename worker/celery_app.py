@@ -36,6 +36,7 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     app.sharpen_settings = settings
+    app.conf.include = [*app.conf.include, "worker.control"]  # answers the dashboard's workers panel
     return app
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sqlalchemy import update
 
+from scheduler.enqueue import count_image_outcome
 from scheduler.enqueue import refresh_batch
 from shared.config import Settings
 from shared.db import TRANSIENT_ERRORS, Database
@@ -87,12 +88,16 @@ def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersio
         return job, batch, version
 
 
-def finish(ctx: WorkerContext, job_id: int, **values) -> bool:
-    """Record the outcome, only while this worker still holds the image; False if it lost it."""
+def finish(ctx: WorkerContext, job_id: int, batch_id: int | None = None, **values) -> bool:
+    """Record the outcome, only while this worker still holds the image; False if it lost it.
+
+    With ``batch_id``, the batch's counters move in the same transaction (progress per image)."""
     with ctx.db.session() as s:
         res = s.execute(update(ImageJob).where(ImageJob.id == job_id, ImageJob.status == RUNNING,
                                                ImageJob.worker == ctx.name)
                         .values(finished_at=utcnow(), lease_expires_at=None, **values))
+        if res.rowcount == 1 and batch_id is not None:
+            s.execute(count_image_outcome(batch_id, values["status"]))
         return res.rowcount == 1
 
 
@@ -239,7 +244,7 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int]) -> dict:
             log.exception("image %s failed", job_id)
             outcome = dict(status=FAILED, error=f"{job.original_name}: could not be processed "
                                                 f"({exc.__class__.__name__}); the worker log has details")
-        if finish(ctx, job_id, seconds=time.perf_counter() - t0, **outcome):
+        if finish(ctx, job_id, batch.id, seconds=time.perf_counter() - t0, **outcome):
             counts["done" if outcome["status"] == DONE else "failed"] += 1
         else:
             counts["skipped"] += 1  # its lease was lost and another worker took it over

@@ -1,4 +1,8 @@
-"""Batch commands: submit, status, metrics, batches, results."""
+"""Batch commands: submit, status, metrics, batches, results.
+
+With ``--server URL`` (or ``SHARPEN_SERVER``) submit/status/metrics/results go through the dashboard's JSON API
+instead (``remote.py``): no database or storage needed on this machine.
+"""
 from __future__ import annotations
 
 import json
@@ -10,9 +14,18 @@ import click
 from sqlalchemy import select
 from tqdm import tqdm
 
-from shared.models import DONE, MODES, Batch, ImageJob
+from shared.models import CANCELLED, DONE, MODES, Batch, ImageJob
 
 from .context import Context, QueueUnreachable
+from .remote import Client, results_remote, wait_remote
+
+
+def remote_options(command):
+    """``--server`` and ``--token``: talk to a dashboard instead of the database."""
+    command = click.option("--token", envvar="SHARPEN_API_TOKEN", default=None,
+                           help="The dashboard's API token (SHARPEN_API_TOKEN).")(command)
+    return click.option("--server", envvar="SHARPEN_SERVER", default=None, metavar="URL",
+                        help="A dashboard to use over HTTP, e.g. http://host:8000 (SHARPEN_SERVER).")(command)
 
 
 def gather(paths: tuple[str, ...]) -> list:
@@ -37,7 +50,10 @@ def _batch_or_fail(ctx: Context, batch_id: int) -> Batch:
         return batch
 
 
-def _summary(b: Batch) -> str:
+def _summary(b: Batch | dict) -> str:
+    if isinstance(b, dict):  # from the API
+        from types import SimpleNamespace
+        b = SimpleNamespace(**b)
     ended = b.done_count + b.failed_count
     line = f"batch {b.id} [{b.mode}] {b.status}: {ended}/{b.total} ({b.done_count} done, {b.failed_count} failed)"
     if b.mean_ssim is not None:
@@ -56,7 +72,7 @@ def wait_for(ctx: Context, batch_id: int, timeout: float | None = None) -> Batch
             bar.n = batch.done_count + batch.failed_count
             bar.set_postfix(failed=batch.failed_count)
             bar.refresh()
-            if batch.status == DONE:
+            if batch.status in (DONE, CANCELLED):
                 return batch
             if timeout and time.time() - t0 > timeout:
                 raise click.ClickException(f"batch {batch_id} not done after {timeout:g} s")
@@ -72,9 +88,10 @@ def wait_for(ctx: Context, batch_id: int, timeout: float | None = None) -> Batch
 @click.option("--name", default=None, help="A name for the batch.")
 @click.option("--wait", is_flag=True, help="Show live progress until the batch is done.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@remote_options
 @click.pass_obj
-def submit(ctx: Context, paths, mode, sigma, reference, name, wait, timeout):
-    """Submit images (files or folders) as a batch; prints the batch id."""
+def submit(ctx: Context, paths, mode, sigma, reference, name, wait, timeout, server, token):
+    """Submit images (files, folders or .zip files) as a batch; prints the batch id."""
     from scheduler.enqueue import create_batch, enqueue_batch, pair_references
 
     if mode == "paired" and not reference:
@@ -82,6 +99,14 @@ def submit(ctx: Context, paths, mode, sigma, reference, name, wait, timeout):
     inputs = gather(paths)
     if not inputs:
         raise click.UsageError("no files found")
+    if server:
+        client = Client(server, token)
+        refs = [(i.name, i.path) for i in gather((reference,))] if reference else []
+        batch = client.submit([(i.name, i.path) for i in inputs], refs, {"mode": mode, "sigma": sigma, "name": name})
+        click.echo(batch["id"])
+        if wait:
+            click.echo(_summary(wait_remote(client, batch["id"], timeout)))
+        return
     if mode == "paired":
         pair_references(inputs, Path(reference))
     try:
@@ -102,9 +127,17 @@ def submit(ctx: Context, paths, mode, sigma, reference, name, wait, timeout):
 @click.command()
 @click.argument("batch_id", type=int)
 @click.option("--wait", is_flag=True, help="Show live progress until the batch is done.")
+@remote_options
 @click.pass_obj
-def status(ctx: Context, batch_id, wait):
+def status(ctx: Context, batch_id, wait, server, token):
     """Progress of a batch."""
+    if server:
+        client = Client(server, token)
+        click.echo(_summary(wait_remote(client, batch_id) if wait else client.get(f"/batches/{batch_id}")))
+        for im in client.all_metrics(batch_id)["images"]:
+            if im["error"]:
+                click.echo(f"  failed: {im['error']}")
+        return
     batch = wait_for(ctx, batch_id) if wait else _batch_or_fail(ctx, batch_id)
     click.echo(_summary(batch))
     with ctx.db.session() as s:
@@ -124,25 +157,25 @@ def batches(ctx: Context, limit):
 
 
 def batch_metrics(ctx: Context, batch: Batch) -> dict:
+    from dashboard.queries import batch_metrics as query  # one query for the CLI, the API and the pages
+
     with ctx.db.session() as s:
-        jobs = list(s.scalars(select(ImageJob).where(ImageJob.batch_id == batch.id).order_by(ImageJob.position)))
-    return {
-        "batch": {k: getattr(batch, k) for k in ("id", "name", "mode", "sigma", "status", "total", "done_count",
-                                                 "failed_count", "mean_ssim", "mean_psnr", "mean_input_ssim",
-                                                 "mean_input_psnr", "megapixels", "model_sha256")},
-        "images": [{k: getattr(j, k) for k in ("id", "original_name", "status", "width", "height", "ssim", "psnr",
-                                               "input_ssim", "input_psnr", "seconds", "error")} for j in jobs],
-    }
+        return query(s, batch)
 
 
 @click.command()
 @click.argument("batch_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
+@remote_options
 @click.pass_obj
-def metrics(ctx: Context, batch_id, as_json):
+def metrics(ctx: Context, batch_id, as_json, server, token):
     """Per-batch and per-image SSIM/PSNR."""
-    batch = _batch_or_fail(ctx, batch_id)
-    data = batch_metrics(ctx, batch)
+    if server:
+        data = Client(server, token).all_metrics(batch_id)
+        batch = data["batch"]
+    else:
+        batch = _batch_or_fail(ctx, batch_id)
+        data = batch_metrics(ctx, batch)
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return
@@ -157,9 +190,13 @@ def metrics(ctx: Context, batch_id, as_json):
 @click.command()
 @click.argument("batch_id", type=int)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
+@remote_options
 @click.pass_obj
-def results(ctx: Context, batch_id, out):
+def results(ctx: Context, batch_id, out, server, token):
     """Copy a batch's sharpened images to OUT under their original names."""
+    if server:
+        click.echo(f"{results_remote(Client(server, token), batch_id, Path(out))} images written to {out}")
+        return
     _batch_or_fail(ctx, batch_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

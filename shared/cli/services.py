@@ -58,12 +58,19 @@ def scheduler(ctx: Context, loglevel):
 @click.pass_obj
 def dashboard(ctx: Context, host, port):
     """Serve the web dashboard (development server; use gunicorn in production)."""
+    from dataclasses import replace
+
     from dashboard import create_app
+    from dashboard.config import ExposedWithoutToken
 
     ctx.db  # noqa: B018
-    app = create_app(ctx.settings)
-    app.run(host=host or ctx.settings.dashboard_host, port=port or ctx.settings.dashboard_port, threaded=True,
-            use_reloader=False)
+    settings = replace(ctx.settings, dashboard_host=host or ctx.settings.dashboard_host,
+                       dashboard_port=port or ctx.settings.dashboard_port)
+    try:
+        app = create_app(settings)  # refuses a non-loopback address without SHARPEN_API_TOKEN
+    except ExposedWithoutToken as exc:
+        raise click.ClickException(str(exc)) from None
+    app.run(host=settings.dashboard_host, port=settings.dashboard_port, threaded=True, use_reloader=False)
 
 
 def start_embedded_redis(settings: Settings) -> subprocess.Popen:

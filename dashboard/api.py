@@ -1,0 +1,160 @@
+"""The JSON API, ``/api/v1`` (described in ``static/openapi.json``, served at ``/api/v1/openapi.json``).
+
+Reads are open; writes need the bearer token when ``SHARPEN_API_TOKEN`` is set (``security.api_write``).
+Errors are JSON ``{"error": message, "status": code}`` with the matching HTTP status.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, stream_with_context, url_for
+
+from scheduler.control import BatchStateError, cancel_batch, retry_failed
+
+from . import files, queries
+from .context import current
+from .security import api_write
+from .uploads import UploadError, submit_upload
+
+bp = Blueprint("api", __name__)
+
+
+def batch_or_404(s, batch_id: int):
+    batch = queries.get_batch(s, batch_id)
+    if batch is None:
+        abort(404, description=f"no batch {batch_id}")
+    return batch
+
+
+def image_or_404(s, batch_id: int, job_id: int):
+    batch_or_404(s, batch_id)
+    job = queries.image_in_batch(s, batch_id, job_id)
+    if job is None:
+        abort(404, description=f"batch {batch_id} has no image {job_id}")
+    return job
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return current_app.send_static_file("openapi.json")
+
+
+@bp.get("/batches")
+def list_batches():
+    page, per_page = queries.clamp_page(request.args.get("page"), request.args.get("per_page"), 25, 200)
+    with current().db.session() as s:
+        found = queries.list_batches(s, page, per_page)
+    return jsonify(batches=found.items, **found.meta())
+
+
+@bp.post("/batches")
+@api_write
+def submit():
+    try:
+        batch_id, sent = submit_upload(current(), request.files.getlist("files"),
+                                       request.files.getlist("references"), request.form)
+    except UploadError as exc:
+        abort(exc.status, description=str(exc))
+    with current().db.session() as s:
+        data = queries.batch_detail(s, queries.get_batch(s, batch_id))
+    data["sent"] = sent
+    data["url"] = url_for("batches.batch_page", batch_id=batch_id, _external=True)
+    return jsonify(data), 201, {"Location": url_for("api.get_batch", batch_id=batch_id)}
+
+
+@bp.get("/batches/<int:batch_id>")
+def get_batch(batch_id: int):
+    with current().db.session() as s:
+        return jsonify(queries.batch_detail(s, batch_or_404(s, batch_id)))
+
+
+@bp.get("/batches/<int:batch_id>/metrics")
+def metrics(batch_id: int):
+    page, per_page = queries.clamp_page(request.args.get("page"), request.args.get("per_page"), 1000, 5000)
+    with current().db.session() as s:
+        data = queries.batch_metrics(s, batch_or_404(s, batch_id), page, per_page)
+        data["histogram"] = queries.gain_histogram(s, batch_id) if page == 1 else None
+    return jsonify(data)
+
+
+@bp.post("/batches/<int:batch_id>/retry")
+@api_write
+def retry(batch_id: int):
+    st = current()
+    try:
+        n = retry_failed(st.db, st.queue.send, batch_id, st.settings.chunk_size)
+    except LookupError as exc:
+        abort(404, description=str(exc))
+    except BatchStateError as exc:
+        abort(409, description=str(exc))
+    return jsonify(batch_id=batch_id, requeued=n)
+
+
+@bp.post("/batches/<int:batch_id>/cancel")
+@api_write
+def cancel(batch_id: int):
+    try:
+        n = cancel_batch(current().db, batch_id)
+    except LookupError as exc:
+        abort(404, description=str(exc))
+    except BatchStateError as exc:
+        abort(409, description=str(exc))
+    return jsonify(batch_id=batch_id, cancelled=n)
+
+
+@bp.get("/batches/<int:batch_id>/download")
+def download_all(batch_id: int):
+    st = current()
+    with st.db.session() as s:
+        batch = batch_or_404(s, batch_id)
+        jobs = queries.done_jobs(s, batch_id)
+    if not jobs:
+        abort(404, description=f"batch {batch_id} has no finished images yet")
+    stream = stream_with_context(files.zip_outputs(st.storage, jobs))
+    return Response(stream, mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="sharpen-batch-{batch.id}.zip"'})
+
+
+def _kind_or_404(kind: str) -> str:
+    if kind not in files.KINDS:
+        abort(404, description=f"unknown file kind {kind!r}: one of {', '.join(files.KINDS)}")
+    return kind
+
+
+@bp.get("/batches/<int:batch_id>/images/<int:job_id>/<kind>")
+def image_file(batch_id: int, job_id: int, kind: str):
+    """One image's input, output or reference; ``?view=1`` gives a copy a browser can show."""
+    _kind_or_404(kind)
+    st = current()
+    with st.db.session() as s:
+        job = image_or_404(s, batch_id, job_id)
+    if request.args.get("view"):
+        path = files.display_copy(st.storage, job, kind)
+    else:
+        path = files.stored_path(st.storage, job, kind)
+    if path is None:
+        abort(404, description=f"image {job_id} has no {kind} file (yet)")
+    return send_file(path, download_name=files.download_name(job, path), as_attachment=not request.args.get("view"),
+                     max_age=3600)
+
+
+@bp.get("/batches/<int:batch_id>/images/<int:job_id>/<kind>/thumbnail")
+def thumbnail(batch_id: int, job_id: int, kind: str):
+    _kind_or_404(kind)
+    st = current()
+    with st.db.session() as s:
+        job = image_or_404(s, batch_id, job_id)
+    path = files.thumbnail(st.storage, job, kind)
+    if path is None:
+        abort(404, description=f"image {job_id} has no {kind} file (yet)")
+    return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+
+@bp.get("/workers")
+def workers():
+    st = current()
+    found = st.queue.workers()
+    return jsonify(workers=found, queues=st.queue.lengths(), broker=st.queue.broker_for_display())
+
+
+@bp.errorhandler(UploadError)
+def _upload_error(exc: UploadError):
+    return jsonify(error=str(exc), status=exc.status), exc.status

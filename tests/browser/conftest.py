@@ -1,0 +1,42 @@
+"""One headless Debian chromium per session (Playwright drives the system browser; nothing is downloaded)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.served import ARTIFACTS
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def logged_in(browser, served):
+    """A browser context logged in to the served dashboard (the login form, as a person would)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(served.url + "/login")
+    shot(page, "login")
+    page.fill('input[name="token"]', served.token)
+    page.click('button[type="submit"]')
+    page.wait_for_url(served.url + "/")
+    page.close()
+    yield context
+    context.close()
+
+
+def shot(page, name: str, full_page: bool = True) -> None:
+    """A screenshot for people to look at (test-artifacts/screenshots/, not committed)."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
