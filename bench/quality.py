@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--holdout", type=Path, default=ROOT / "data" / "photos" / "holdout_HR")
     ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
     ap.add_argument("--max-side", type=int, default=1024)
+    ap.add_argument("--tune-max-side", type=int, default=None, help="tune the baselines at this size (default: --max-side)")
     ap.add_argument("--family", action="append", choices=list(EVAL_FAMILIES), help="(default: all)")
     ap.add_argument("--model", action="append", default=None, metavar="LABEL=FILE",
                     help="models to score (default: the shipped default and the previous one)")
@@ -63,7 +64,7 @@ def main() -> None:
                  for f, t in json.loads(args.tuned.read_text()).items()}
         print(f"baseline settings from {args.tuned}")
     else:
-        tune = load_images([args.tune], args.max_side)
+        tune = load_images([args.tune], args.tune_max_side or args.max_side)
         tuned = tune_baselines(tune, families, progress=lambda f, t: print(f"tuned on {len(tune)} photos: {f}: {t}",
                                                                            flush=True))
         if args.tuned:

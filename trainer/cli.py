@@ -155,6 +155,37 @@ def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, 
     click.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 
+@train.command("wiener")
+@click.option("--balance", required=True, help="a,b,c: λ = a + b·n_fine² + c·n_coarse² (noise in 1/255 units).")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="The folder(s) the balance was fitted on (recorded with their manifest's sha256).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+def wiener_model(balance, data, out):
+    """Write a student-s2d-wiener whose correction is zero: the blind Wiener filter alone, with this balance."""
+    import math
+    import sys
+
+    import torch
+
+    from shared import nets
+    from shared.inference import file_sha256, save_model
+    from trainer.loop import _git_commit
+
+    try:
+        a, b, c = (float(v) for v in balance.split(","))
+    except ValueError as exc:
+        raise click.BadParameter("expected three numbers a,b,c") from exc
+    net = nets.build("student-s2d-wiener")
+    net.front.log_balance.data = torch.tensor([math.log(max(v, 1e-12)) for v in (a, b, c)])  # 0 → 1e-12
+    manifests = {d: file_sha256(Path(d).parent / "manifest.json") for d in data
+                 if (Path(d).parent / "manifest.json").is_file()}
+    meta = {"epochs": 0, "steps": 0, "balance": [a, b, c], "metrics": {},
+            "provenance": {"command": " ".join(sys.argv), "parents": {}, "data_manifests": manifests,
+                           "git_commit": _git_commit()}}
+    save_model(Path(out), net, "student-s2d-wiener", meta)
+    click.echo(f"blind Wiener student written to {out}")
+
+
 @train.command("guard")
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),

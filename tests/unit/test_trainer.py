@@ -169,9 +169,8 @@ def test_wiener_student_and_teacher_train_on_realistic_degradations(photo_folder
     """One epoch each on every blur family with noise and JPEG; validation reports every family; the
     student distils from the Wiener teacher (three-number hints through both)."""
     (photo_folder / "manifest.json").write_text("{}")
-    base = dict(data=[str(photo_folder)], epochs=1, degradation="realistic", **SMALL)
-    teacher = train(make_config("teacher", arch="teacher-wiener", **{**base, "crop": 64}), tmp_path / "t",
-                    progress=False)
+    base = dict(data=[str(photo_folder)], epochs=1, degradation="realistic", **{**SMALL, "crop": 96})
+    teacher = train(make_config("teacher", arch="teacher-wiener", **base), tmp_path / "t", progress=False)
     student = train(make_config("distill", arch="student-s2d-wiener", teacher=str(teacher.model_path), **base),
                     tmp_path / "s", progress=False)
     final = student.final
@@ -184,8 +183,8 @@ def test_wiener_student_and_teacher_train_on_realistic_degradations(photo_folder
 
 
 def test_wiener_loss_margin_needs_a_crop_larger_than_the_front_end(photo_folder, tmp_path):
-    cfg = make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)], epochs=1, **{**SMALL, "crop": 40})
-    with pytest.raises(ValueError, match="loss margin of 16 px"):
+    cfg = make_config("plain", arch="student-s2d-wiener", data=[str(photo_folder)], epochs=1, **{**SMALL, "crop": 64})
+    with pytest.raises(ValueError, match="loss margin of 32 px"):
         train(cfg, tmp_path / "small", progress=False)
 
 
