@@ -99,7 +99,10 @@ class ResNet18UNet(nn.Module):
         return torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = self.full(x)
+        return x + self.correction(x, self.full(x))
+
+    def correction(self, x: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+        """The U-Net's output for encoder input ``x`` and full-resolution features ``s0``."""
         s1 = self.stem(self.norm(x))
         s2 = self.enc1(self.pool(s1))
         s3 = self.enc2(s2)
@@ -110,7 +113,7 @@ class ResNet18UNet(nn.Module):
         y = self.dec2(self._up(y, s2))
         y = self.dec1(self._up(y, s1))
         y = self.dec0(self._up(y, s0))
-        return x + self.head(y)
+        return self.head(y)
 
 
 class WienerResNet18UNet(ResNet18UNet):
@@ -131,18 +134,7 @@ class WienerResNet18UNet(ResNet18UNet):
             raise ValueError("this teacher needs the degradation estimate of its input (hint=...)")
         h = hint.reshape(hint.shape[0], -1)
         w = self.front(x, h[:, 0], h[:, 1], h[:, 2])
-        s0 = self.full(torch.cat([x, w], dim=1))
-        s1 = self.stem(self.norm(w))
-        s2 = self.enc1(self.pool(s1))
-        s3 = self.enc2(s2)
-        s4 = self.enc3(s3)
-        s5 = self.enc4(s4)
-        y = self.dec4(self._up(s5, s4))
-        y = self.dec3(self._up(y, s3))
-        y = self.dec2(self._up(y, s2))
-        y = self.dec1(self._up(y, s1))
-        y = self.dec0(self._up(y, s0))
-        return w + self.head(y)
+        return w + self.correction(w, self.full(torch.cat([x, w], dim=1)))
 
 
 class ResNet18Features(nn.Module):
