@@ -64,8 +64,10 @@ def test_killed_trainer_resumes_from_its_checkpoint(make_stack, sqlite_url, redi
     stack = make_stack(sqlite_url, redis_url)
     trainer = stack.start("worker", "--queue", "train")
     stack.start_scheduler()
+    # epochs long enough (about a second each) that the CLI returns, and the kill lands, mid-run on a
+    # loaded machine
     run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--epochs", "8",
-                         "--patches-per-image", "16", *TRAIN_ARGS).split()[0])
+                         "--patches-per-image", "64", *TRAIN_ARGS).split()[0])
     ckpt = stack.storage.run_dir(run_id) / "checkpoint.pt"
     deadline = time.time() + 180
     while not ckpt.exists():
