@@ -15,8 +15,8 @@ mkdir -p "$OUT"
 
 if [ "$STAGE" = default ]; then
   # models/student-default.pt: the zero-correction Wiener student. The balance (a, b, c) was chosen by a grid
-  # on every second tuning photo at 1024 px (runs/fit-balance.log: mean SSIM gain over the 7 evaluation
-  # families), the guard by `sharpen train guard` on all 17 tuning photos.
+  # on every second tuning photo at 1024 px (bench/fit_wiener_balance.py: mean SSIM gain over the 7
+  # evaluation families), the guard by `sharpen train guard` on all 17 tuning photos.
   $TRAIN wiener --balance 5e-4,0.01,0.001 --data "$DATA/DIV2K_valid_HR" --out models/variants/s2d-wiener-unguarded.pt
   $TRAIN guard models/variants/s2d-wiener-unguarded.pt --data "$DATA/DIV2K_valid_HR" --out models/student-default.pt
   exit $?
