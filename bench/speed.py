@@ -33,6 +33,19 @@ def get_model(path: Path, arch: str, device: torch.device) -> LoadedModel:
     return LoadedModel(net=net, arch=arch, meta={}, sha256="untrained", path=path, device=device)
 
 
+def blurred_photo(size: int) -> torch.Tensor:
+    """scikit-image's astronaut at size x size, Gaussian-blurred (σ = 2): an input every model works on (a
+    random image reads as sharp, and a guarded model would return it untouched)."""
+    import cv2
+    import skimage.data
+
+    from shared.degrade import Degradation, degrade
+
+    rgb = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
+    img, _ = degrade(rgb.astype("float32") / 255, Degradation.fixed(2.0), __import__("numpy").random.default_rng(0))
+    return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
+
+
 def megapixels_per_second(model: LoadedModel, x: torch.Tensor, seconds: float) -> float:
     sharpen_tensor(model, x)  # warm-up (allocations, kernel choice)
     if model.device.type == "cuda":
@@ -61,7 +74,7 @@ def main() -> None:
     print(f"image {args.size}x{args.size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"{'device':<8} {'model':<32} {'MP/s':>8} {'s/MP':>8}")
     for dev in devices:
-        x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(dev)
+        x = blurred_photo(args.size).to(dev)
         student = get_model(args.student, DEFAULT_STUDENT, dev)
         previous = get_model(args.previous, "student-s2d-hint", dev)
         teacher = get_model(args.teacher, "teacher", dev)
