@@ -74,8 +74,9 @@ def degraded_set(images: list[tuple[str, np.ndarray]], deg: Degradation) -> list
 Method = Callable[[np.ndarray, str], np.ndarray]   # (degraded image, family) -> output
 
 
-def _best(fn: Callable[[np.ndarray, object], np.ndarray], grid, inputs, sharp) -> object:
-    return max(grid, key=lambda g: np.mean([scores(fn(x, g), s)[0] for x, s in zip(inputs, sharp)]))
+def _best(fn: Callable[[int, np.ndarray, object], np.ndarray], grid, inputs, sharp) -> object:
+    """The grid value whose outputs fn(photo index, input, value) have the best mean SSIM."""
+    return max(grid, key=lambda g: np.mean([scores(fn(i, x, g), s)[0] for i, (x, s) in enumerate(zip(inputs, sharp))]))
 
 
 def tune_baselines(images: list[tuple[str, np.ndarray]], families: dict[str, Degradation] = EVAL_FAMILIES,
@@ -86,12 +87,11 @@ def tune_baselines(images: list[tuple[str, np.ndarray]], families: dict[str, Deg
     for family, deg in families.items():
         inputs = degraded_set(images, deg)
         sig = [estimate_blur(x) for x in inputs]
-        est = {id(x): s for x, s in zip(inputs, sig)}
-        t = {"unsharp": _best(lambda x, g: unsharp_mask(x, *g), UNSHARP_GRID, inputs, sharp),
-             "blind_wiener": _best(lambda x, b: wiener_deconvolve(x, est[id(x)], b), BALANCE_GRID, inputs, sharp)}
+        t = {"unsharp": _best(lambda i, x, g: unsharp_mask(x, *g), UNSHARP_GRID, inputs, sharp),
+             "blind_wiener": _best(lambda i, x, b: wiener_deconvolve(x, sig[i], b), BALANCE_GRID, inputs, sharp)}
         if family.startswith("gaussian σ"):
             s = deg.sigma[0]
-            t["wiener"] = _best(lambda x, b: wiener_deconvolve(x, s, b), BALANCE_GRID, inputs, sharp)
+            t["wiener"] = _best(lambda i, x, b: wiener_deconvolve(x, s, b), BALANCE_GRID, inputs, sharp)
         tuned[family] = t
         if progress:
             progress(family, t)

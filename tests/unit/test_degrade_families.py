@@ -117,3 +117,18 @@ def test_wiener_front_end_undoes_gaussian_blur_and_the_untrained_student_is_it(p
         front = net.front(x, hint[:, 0], hint[:, 1], hint[:, 2])
         assert torch.equal(net(x, hint), front)                  # zero-initialised correction
         assert not torch.equal(net(x, torch.tensor([[2.0, 0.02, 0.02]])), front)  # more noise: gentler filter
+
+
+def test_baselines_are_tuned_per_family_on_the_tuning_photos():
+    from shared.quality_table import BALANCE_GRID, UNSHARP_GRID, baseline_methods, tune_baselines
+    from tests.conftest import load_photo
+
+    images = [(n, load_photo(n, 64)) for n in ("astronaut.png", "coffee.png")]
+    families = {k: EVAL_FAMILIES[k] for k in ("gaussian σ=2", "defocus r=3")}
+    tuned = tune_baselines(images, families)
+    assert tuned["gaussian σ=2"]["unsharp"] in UNSHARP_GRID and tuned["defocus r=3"]["blind_wiener"] in BALANCE_GRID
+    assert "wiener" in tuned["gaussian σ=2"] and "wiener" not in tuned["defocus r=3"]  # known σ: Gaussian only
+    methods = baseline_methods(tuned)
+    x = images[0][1]
+    assert methods["Wiener, known σ (tuned)"](x, "defocus r=3") is None
+    assert methods["blind Wiener (σ̂, tuned balance)"](x, "gaussian σ=2").shape == x.shape
