@@ -169,7 +169,7 @@ def wiener_model(balance, data, out):
 
     from shared import nets
     from shared.inference import file_sha256, save_model
-    from trainer.loop import _git_commit
+    from trainer.loop import git_commit
 
     try:
         a, b, c = (float(v) for v in balance.split(","))
@@ -181,7 +181,7 @@ def wiener_model(balance, data, out):
                  if (Path(d).parent / "manifest.json").is_file()}
     meta = {"epochs": 0, "steps": 0, "balance": [a, b, c], "metrics": {},
             "provenance": {"command": " ".join(sys.argv), "parents": {}, "data_manifests": manifests,
-                           "git_commit": _git_commit()}}
+                           "git_commit": git_commit()}}
     save_model(Path(out), net, "student-s2d-wiener", meta)
     click.echo(f"blind Wiener student written to {out}")
 

@@ -55,6 +55,18 @@ def rcc_files(data: bytes) -> dict[str, bytes]:
     return out
 
 
+
+def _lz4_length(src: bytes, i: int, n: int) -> tuple[int, int]:
+    """An LZ4 length nibble ``n`` extended by the 255-run bytes at ``src[i]``; returns (length, next i)."""
+    if n == 15:
+        while True:
+            b = src[i]
+            i += 1
+            n += b
+            if b != 255:
+                break
+    return n, i
+
 def lz4_block(src: bytes, size: int) -> bytes:
     """Decode one raw lz4 block whose decoded length is ``size``."""
     out = bytearray()
@@ -62,28 +74,14 @@ def lz4_block(src: bytes, size: int) -> bytes:
     while i < len(src):
         token = src[i]
         i += 1
-        n = token >> 4
-        if n == 15:
-            while True:
-                b = src[i]
-                i += 1
-                n += b
-                if b != 255:
-                    break
+        n, i = _lz4_length(src, i, token >> 4)
         out += src[i:i + n]
         i += n
         if i >= len(src):
             break
         back = src[i] | src[i + 1] << 8
         i += 2
-        n = token & 15
-        if n == 15:
-            while True:
-                b = src[i]
-                i += 1
-                n += b
-                if b != 255:
-                    break
+        n, i = _lz4_length(src, i, token & 15)
         n += 4
         start = len(out) - back
         if back == 0 or start < 0:

@@ -229,13 +229,13 @@ def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
         parents = {k: {"path": v, "sha256": file_sha256(Path(v))}
                    for k, v in (("init_from", cfg.init_from), ("teacher", cfg.teacher)) if v}
         manifests = {d: file_sha256(Path(d) / "manifest.json") for d in cfg.data if (Path(d) / "manifest.json").is_file()}
-        prov = {"command": command, "parents": parents, "data_manifests": manifests, "git_commit": _git_commit(),
+        prov = {"command": command, "parents": parents, "data_manifests": manifests, "git_commit": git_commit(),
                 "torch": torch.__version__}
     path.write_text(json.dumps(prov, indent=1))
     return prov
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).resolve().parent)

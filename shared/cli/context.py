@@ -13,6 +13,22 @@ class QueueUnreachable(RuntimeError):
     pass
 
 
+def listed_images(paths, param_hint: str):
+    """``shared.inputs.list_images`` for a command: a missing path is a usage error naming ``param_hint``;
+    each file of a folder that is not an image is reported on stderr, by name, as skipped."""
+    import click
+
+    from shared.inputs import list_images
+
+    try:
+        listing = list_images(paths)
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
+    for path, reason in listing.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    return listing.images
+
+
 @dataclass
 class Context:
     settings: Settings

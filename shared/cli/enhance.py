@@ -7,20 +7,14 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from shared.cli.context import listed_images
 from shared.imageio import ImageError, from_model_output, read_image, to_model_input, write_image
-from shared.inputs import list_images
 
 
 def collect_inputs(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) of the images; each file of a folder that is not an image
     is reported on stderr, by name, as skipped."""
-    try:
-        listing = list_images(inputs)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="INPUT") from None
-    for path, reason in listing.skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
-    return listing.images
+    return listed_images(inputs, "INPUT")
 
 
 def enhance_file(model, src: Path, dst: Path) -> None:

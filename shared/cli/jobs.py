@@ -31,15 +31,10 @@ def remote_options(command):
 def gather(paths: tuple[str, ...]) -> list:
     """The images to submit; a file in a folder that is not an image is reported (stderr) and skipped."""
     from scheduler.enqueue import InputFile
-    from shared.inputs import list_images
 
-    try:
-        listing = list_images(paths)
-    except FileNotFoundError as exc:
-        raise click.BadParameter(str(exc), param_hint="PATH") from None
-    for path, reason in listing.skipped:
-        click.echo(f"skipped {path}: {reason}", err=True)
-    return [InputFile(path.name, path=path) for path, _rel in listing.images]
+    from .context import listed_images
+
+    return [InputFile(path.name, path=path) for path, _rel in listed_images(paths, "PATH")]
 
 
 def _batch_or_fail(ctx: Context, batch_id: int) -> Batch:
