@@ -208,11 +208,16 @@ def _run(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: torc
 
 
 def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Start from ``cfg.init_from``: the same architecture, or the unhinted student a hinted one extends
-    (its hint weights start at zero, so the run starts from exactly that model)."""
+    """Start from ``cfg.init_from``: the same architecture, the unhinted student a hinted one extends (its
+    hint weights start at zero, so the run starts from exactly that model), or the Wiener student a bank
+    student extends (the last convolution, zero in the bank student, keeps its own shape)."""
     start = load_model(cfg.init_from, "cpu")
-    missing, unexpected = net.load_state_dict(start.net.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("hint.") for k in missing):
+    state = start.net.state_dict()
+    own = net.state_dict()
+    extends_bank = getattr(net, "spec", None) is not None and net.spec.bank and not start.net.spec.bank
+    last = {k for k in own if k.startswith("body.6.")} if extends_bank else set()
+    missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if k not in last}, strict=False)
+    if unexpected or any(not k.startswith("hint.") and k not in last for k in missing):
         raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
 
 

@@ -24,6 +24,8 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d-hint": StudentSpec(residual=True, unshuffle=2, blur_hint=True),
     # student-s2d behind a Wiener front end told the estimated σ and noise: starts as blind Wiener
     "student-s2d-wiener": StudentSpec(residual=True, unshuffle=2, wiener=True),
+    # student-s2d-wiener that also blends, per pixel, a bank of other Wiener filters and the input itself
+    "student-s2d-wbank": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True),
 }
 TEACHERS = ("teacher", "teacher-wiener")
 ARCHITECTURES = tuple(STUDENTS) + TEACHERS

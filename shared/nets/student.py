@@ -14,7 +14,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .wiener import WienerFrontEnd
+from .wiener import BANK, WienerFrontEnd
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,15 @@ class StudentSpec:
                                      # Wiener output and add a correction to the latter (zero at start: the
                                      # untrained student *is* the blind Wiener filter). Hint: (σ, noise fine,
                                      # noise coarse)
+    bank: bool = False               # with ``wiener``: the convolutions also weigh, per pixel, the differences
+                                     # between the front end's output and other Wiener filters (``wiener.BANK``)
+                                     # and the input itself: where to sharpen more or less, or not at all
+                                     # (zero at start too)
+
+    @property
+    def directions(self) -> int:
+        """Per-pixel blend weights the convolutions output (one per bank filter and one for the input)."""
+        return len(BANK) + 1 if self.bank else 0
 
     @property
     def hint_size(self) -> int:
@@ -46,7 +55,7 @@ class FourConvStudent(nn.Module):
         super().__init__()
         self.spec = spec
         chans = 3 * spec.unshuffle ** 2
-        widths = (chans * (2 if spec.wiener else 1), *spec.widths, chans)
+        widths = (chans * (2 if spec.wiener else 1), *spec.widths, chans + spec.directions * spec.unshuffle ** 2)
         layers: list[nn.Module] = []
         for i, dil in enumerate(spec.dilations):
             layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, padding=dil, dilation=dil))
@@ -103,11 +112,18 @@ class FourConvStudent(nn.Module):
         if self.hint is not None and hint is None:
             raise ValueError("this student needs the blur estimate of its input (hint=...)")
         base = x
+        bank = None
         if self.front is not None:
             h = hint.reshape(hint.shape[0], -1)
-            base = self.front(x, h[:, 0], h[:, 1], h[:, 2])
             last = self.body[-1]
-            if not self.training and not last.weight.any() and not last.bias.any():
+            zero = not self.training and not last.weight.any() and not last.bias.any()
+            if self.spec.bank and not zero:
+                filtered = self.front.bank(x, h[:, 0], h[:, 1], h[:, 2])
+                base = filtered[:, 0]
+                bank = torch.cat([filtered[:, 1:], x[:, None]], dim=1) - base[:, None]   # (N, D, C, H, W)
+            else:
+                base = self.front(x, h[:, 0], h[:, 1], h[:, 2])
+            if zero:
                 return base  # a zero correction (the untrained or zero-correction student): skip the convolutions
             x = torch.cat([x, base], dim=1)
         y = F.pixel_unshuffle(x, r) if r > 1 else x
@@ -120,4 +136,7 @@ class FourConvStudent(nn.Module):
                 y = torch.relu(conv(y) + lin(feats)[:, :, None, None])
             y = convs[-1](y)
         y = F.pixel_shuffle(y, r) if r > 1 else y
+        if bank is not None:  # y: an RGB correction, then one weight per bank direction
+            y, weights = y[:, :3], y[:, 3:]
+            y = y + (weights[:, :, None] * bank).sum(dim=1)
         return base + y if (self.spec.residual or self.front is not None) else y

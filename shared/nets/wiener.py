@@ -69,16 +69,22 @@ def _fast_len(n: int) -> int:
 def fft_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Filter each image of ``x`` (N, C, H, W) with its own symmetric kernel (N, K, K), K = 2r+1, using
     reflect padding at the borders (replicate when the image is too small to reflect)."""
+    return fft_filter_bank(x, kernels[:, None])[:, 0]
+
+
+def fft_filter_bank(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Filter each image of ``x`` (N, C, H, W) with each of its M symmetric kernels (N, M, K, K), K = 2r+1,
+    reflect-padded as ``fft_filter``: (N, M, C, H, W). The image's spectrum is computed once for all M."""
     n, c, h, w = x.shape
     size = kernels.shape[-1]
     r = size // 2
     mode = "reflect" if r < h and r < w else "replicate"
     xp = F.pad(x.float(), (r, r, r, r), mode=mode)
     fh, fw = _fast_len(h + 2 * r), _fast_len(w + 2 * r)
-    spec = torch.fft.rfft2(xp, s=(fh, fw))
-    kspec = torch.fft.rfft2(kernels.float(), s=(fh, fw))[:, None]
+    spec = torch.fft.rfft2(xp, s=(fh, fw))[:, None]              # (N, 1, C, fh, fw/2+1)
+    kspec = torch.fft.rfft2(kernels.float(), s=(fh, fw))[:, :, None]   # (N, M, 1, fh, fw/2+1)
     y = torch.fft.irfft2(spec * kspec, s=(fh, fw))
-    return y[:, :, size - 1: size - 1 + h, size - 1: size - 1 + w]
+    return y[..., size - 1: size - 1 + h, size - 1: size - 1 + w]
 
 
 class WienerFrontEnd(nn.Module):
@@ -99,3 +105,19 @@ class WienerFrontEnd(nn.Module):
                 noise_coarse: torch.Tensor) -> torch.Tensor:
         k = wiener_kernels(sigma, self.balance(noise_fine.float(), noise_coarse.float()))
         return fft_filter(x, k).to(x.dtype)
+
+    def bank(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
+             noise_coarse: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + len(BANK), C, H, W): this front end's output, then the Wiener filters of ``BANK`` (σ and λ
+        scaled from the estimated ones), from one spectrum of ``x``."""
+        lam = self.balance(noise_fine.float(), noise_coarse.float())
+        scales = torch.tensor([(1.0, 1.0), *BANK], device=x.device)          # (M, 2): σ factor, λ factor
+        s = sigma.float()[:, None] * scales[None, :, 0]
+        b = lam[:, None] * scales[None, :, 1]
+        k = wiener_kernels(s.reshape(-1), b.reshape(-1)).reshape(x.shape[0], len(scales), *([2 * RADIUS + 1] * 2))
+        return fft_filter_bank(x, k).to(x.dtype)
+
+
+# The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the
+# estimate (it errs, and a defocus disk or a shake is not a Gaussian), and more or less regularised (noise, ringing).
+BANK = ((1.25, 1.0), (0.8, 1.0), (1.0, 10.0), (1.0, 0.2))

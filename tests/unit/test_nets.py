@@ -20,7 +20,29 @@ def test_student_shapes_and_budget(arch):
     assert run(net, x).shape == x.shape
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 4 and all(c.kernel_size == (3, 3) for c in convs)
-    assert 55_000 < nets.count_parameters(net) < (75_000 if net.spec.wiener else 70_000)
+    assert 55_000 < nets.count_parameters(net) < (80_000 if net.spec.bank else 75_000 if net.spec.wiener else 70_000)
+
+
+def test_bank_student_starts_as_blind_wiener_and_blends_per_pixel():
+    """Untrained, the bank student is its Wiener front end; its last convolution's outputs are an RGB
+    correction and one weight per bank direction, the last of which leads back to the input."""
+    torch.manual_seed(0)
+    bank, plain = nets.build("student-s2d-wbank").eval(), nets.build("student-s2d-wiener").eval()
+    plain.front.load_state_dict(bank.front.state_dict())
+    x = torch.rand(2, 3, 48, 64)
+    assert torch.equal(run(bank, x), run(plain, x))
+    last = bank.body[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():   # weight 1 on the input's direction at every pixel (4 sub-pixels after unshuffle)
+        last.bias[-4:] = 1.0
+    assert torch.allclose(run(bank, x), x, atol=1e-5)
+    with torch.no_grad():   # weight 1 on the first bank filter (σ·1.25): its own output
+        last.bias.zero_()
+        last.bias[12:16] = 1.0
+    h = torch.tensor([2.0, 0.004, 0.006]).expand(2, -1)
+    sharper = bank.front.bank(x, h[:, 0], h[:, 1], h[:, 2])[:, 1]
+    assert torch.allclose(run(bank, x), sharper, atol=1e-5)
+    assert not torch.allclose(sharper, run(plain, x), atol=1e-3)
 
 
 def test_seed_student_is_the_original_design():
