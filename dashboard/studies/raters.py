@@ -24,6 +24,7 @@ from .create import refresh_study
 from .errors import StudyError
 
 NAME_MAX = 100
+MAX_RATERS = 1000   # per study: anyone with the link can join, so the link cannot fill the database
 # (key, label) of what a rater scores, by study kind; the scale is the same for all (ITU-T P.800 ACR)
 CRITERIA = {"acr": (("quality", "Quality"),),
             "triplet": (("clarity", "Clarity"), ("edges", "Edge sharpness"), ("naturalness", "Naturalness"))}
@@ -81,6 +82,8 @@ def _orders(s, study_id: int) -> list[list[int]]:
 
 def _add_rater(s, study: Study, name: str, key: str) -> StudyRater:
     n_raters = s.scalar(select(func.count()).select_from(StudyRater).where(StudyRater.study_id == study.id))
+    if n_raters >= MAX_RATERS:
+        raise StudyError(f"this study has its {MAX_RATERS} raters already", 409)
     stimuli = _stimuli(s, study.id)
     taken = _orders(s, study.id)
     # compare first showings only: plan_unlike's orders are of stimuli, repeats aside

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from shared.models import (Batch, ImageJob, ModelVersion, Study, StudyCondition, StudyImage, StudyRater,
-                           StudyStimulus, StudyTrial)
+from shared.models import Batch, ImageJob, ModelVersion, Study, StudyCondition, StudyImage, StudyRater, StudyTrial
 
 from ..queries import Page
 from .create import refresh_study
+from .raters import trials_per_rater
 
 STUDY_FIELDS = ("id", "name", "kind", "status", "seed", "n_images", "error")
 KIND_NAMES = {"acr": "Absolute rating (ACR, 1–5)", "triplet": "Triplets (original protocol)"}
@@ -61,7 +61,7 @@ def study_detail(s, study: Study) -> dict:
                           select(StudyImage.position, ImageJob.id, ImageJob.batch_id, ImageJob.original_name,
                                  StudyImage.dropped).join(ImageJob, ImageJob.id == StudyImage.image_job_id)
                           .where(StudyImage.study_id == study.id).order_by(StudyImage.position))]
-    data["stimuli"] = s.scalar(select(func.count()).select_from(StudyStimulus).where(StudyStimulus.study_id == study.id))
+    data["trials_per_rater"] = trials_per_rater(s, study)
     data["gold_per_kind"] = study.settings.get("gold_per_kind")
     data["repeat_share"] = study.settings.get("repeat_share")
     rerun_ids = study.settings.get("rerun_batch_ids", [])
