@@ -42,14 +42,17 @@ def _form_page(form: dict, error: str | None = None, status: int = 200):
     return render_template("study_new.html", batches=batches, versions=versions, form=form, error=error), status
 
 
+def _form_values(values, default_seed: str = "") -> dict:
+    return {"batch_ids": values.getlist("batch_ids", type=int),
+            "model_version_ids": values.getlist("model_version_ids", type=int),
+            "n_images": values.get("n_images", "20"), "seed": values.get("seed") or default_seed,
+            "kind": values.get("kind", "acr"), "name": values.get("name", "")}
+
+
 @bp.get("/studies/new")
 def new():
     """The form; ``?batch_ids=…&model_version_ids=…`` preselects (e.g. from a comparison of two versions)."""
-    args = request.args
-    form = {"batch_ids": args.getlist("batch_ids", type=int), "model_version_ids": args.getlist("model_version_ids", type=int),
-            "n_images": args.get("n_images", "20"), "seed": args.get("seed") or str(secrets.randbelow(100_000)),
-            "kind": args.get("kind", "acr"), "name": args.get("name", "")}
-    return _form_page(form)
+    return _form_page(_form_values(request.args, str(secrets.randbelow(100_000))))
 
 
 @bp.post("/studies/new")
@@ -59,10 +62,7 @@ def create():
     try:
         study_id, sent = start_study(current(), parse_spec(f, f))
     except StudyError as exc:
-        form = {"batch_ids": f.getlist("batch_ids", type=int), "model_version_ids": f.getlist("model_version_ids", type=int),
-                "n_images": f.get("n_images", ""), "seed": f.get("seed", ""), "kind": f.get("kind", "acr"),
-                "name": f.get("name", "")}
-        return _form_page(form, str(exc), exc.status)
+        return _form_page(_form_values(f), str(exc), exc.status)
     if not sent:
         flash("The study is recorded, but the queue is not reachable: its re-runs start once the workers are up.")
     return redirect(url_for("study.study_page", study_id=study_id), 303)
@@ -131,8 +131,8 @@ def rate_welcome(share: str):
             return page
         rater_id = _session_rater(study.id)
         done = progress(s, rater_id) if rater_id else None
-        return _rater_page("rate_welcome.html", study=study, share=share, done=done, n_trials=trials_per_rater(s, study),
-                           error=None, name="")
+        return _rater_page("rate_welcome.html", study=study, share=share, done=done,
+                           n_trials=trials_per_rater(s, study), error=None, name="")
 
 
 @bp.post("/r/<share>")

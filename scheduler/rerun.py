@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from shared.models import DONE, QUEUED, Batch, ImageJob, ModelVersion
 
 
-def add_rerun_batch(s: Session, jobs: list[ImageJob], version: ModelVersion, name: str) -> tuple[Batch, dict[int, ImageJob]]:
+def add_rerun_batch(s: Session, jobs: list[ImageJob], version: ModelVersion,
+                    name: str) -> tuple[Batch, dict[int, ImageJob]]:
     """Add (flush, not commit) a batch re-running ``jobs`` (finished images) with ``version``.
 
     Returns the batch and a map from each source image id to its new image. The batch is ``paired`` when

@@ -187,7 +187,8 @@ def create_study(db: Database, spec: StudySpec) -> Created:
         for image, job in zip(images, sample):
             for c in conditions:
                 if c.kind == "model":
-                    shown = job if ran_with[job.batch_id] == c.model_version_id else reruns[(c.model_version_id, job.id)]
+                    own = ran_with[job.batch_id] == c.model_version_id
+                    shown = job if own else reruns[(c.model_version_id, job.id)]
                     stimuli.append(StudyStimulus(study_image_id=image.id, condition_id=c.id, image_job_id=shown.id,
                                                  file_kind="output"))
                 else:

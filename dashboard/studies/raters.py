@@ -184,7 +184,8 @@ def parse_scores(kind: str, sent: Mapping) -> dict[str, int]:
         scores[key] = int(value)
     unknown = set(sent) - {k for k, _ in CRITERIA[kind]}
     if unknown:
-        raise StudyError(f"this study scores {', '.join(k for k, _ in CRITERIA[kind])}, not {', '.join(sorted(unknown))}")
+        raise StudyError(f"this study scores {', '.join(k for k, _ in CRITERIA[kind])}, "
+                         f"not {', '.join(sorted(unknown))}")
     return scores
 
 

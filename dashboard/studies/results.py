@@ -105,6 +105,7 @@ def study_results(s, study: Study, include_flagged: bool = False) -> dict:
     return {"study_id": study.id, "kind": study.kind, "criteria": criteria, "main_criterion": main,
             "include_flagged": include_flagged, "conditions": conditions, "differences": differences,
             "raters": raters, "n_raters_included": len(included),
+            "n_ratings": sum(c["scores"][main]["n_ratings"] for c in conditions),
             "n_raters_flagged": sum(bool(r["flags"]) for r in raters), "min_raters_for_rater_ci": MIN_RATERS,
             "ci_note": (f"95 % t-intervals over per-rater means from {MIN_RATERS} raters on; with fewer, over the "
                         "ratings themselves (too narrow: one rater's ratings are not independent)."),

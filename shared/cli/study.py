@@ -15,6 +15,11 @@ def _fail(exc) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def _link(ctx: Context, share_token: str) -> str:
+    """The raters' link on this machine's dashboard (behind a proxy, the same path on its address)."""
+    return f"http://{ctx.settings.dashboard_host}:{ctx.settings.dashboard_port}/r/{share_token}"
+
+
 @click.group()
 def study() -> None:
     """MOS studies: people rate images 1–5; MOS and 95 % intervals per model version."""
@@ -43,7 +48,7 @@ def create(ctx: Context, batch_ids, model_version_ids, n_images, seed, kind, nam
     with ctx.db.session() as s:
         st = get_study(s, created.study_id)
         click.echo(f"study {st.id} ({st.status}): {st.n_images} images, seed {st.seed}")
-        click.echo(f"raters open: http://{ctx.settings.dashboard_host}:{ctx.settings.dashboard_port}/r/{st.share_token}")
+        click.echo(f"raters open: {_link(ctx, st.share_token)}")
     if created.rerun_batch_ids:
         try:
             enqueue_reruns(ctx.db, ctx.send, created, ctx.settings.chunk_size)
@@ -84,9 +89,10 @@ def show(ctx: Context, study_id):
         token = st.share_token
     click.echo(f"study {d['id']} {d['status']}: {d['name']} ({d['kind_name']}), seed {d['seed']}")
     click.echo("conditions: " + ", ".join(c["label"] for c in d["conditions"]))
-    click.echo(f"raters open: http://{ctx.settings.dashboard_host}:{ctx.settings.dashboard_port}/r/{token}")
+    click.echo(f"raters open: {_link(ctx, token)}")
     for b in d["reruns"]:
-        click.echo(f"re-run batch {b['batch_id']} (model {b['model_version_id']}): {b['status']} {b['ended']}/{b['total']}")
+        click.echo(f"re-run batch {b['batch_id']} (model {b['model_version_id']}): {b['status']} "
+                   f"{b['ended']}/{b['total']}")
     for im in d["images"]:
         if im["dropped"]:
             click.echo(f"left out: {im['name']}: {im['dropped']}")

@@ -353,3 +353,39 @@ def test_another_version_is_rerun_before_the_study_opens(client, stack, batch_id
                                                                         StudyStimulus.id)))
         kept = set(s.scalars(select(StudyStimulus.study_image_id).where(StudyStimulus.condition_id.is_not(None))))
     assert len(shown) == 2 and len(kept) == 3  # the dropped image is never shown
+
+
+def test_the_study_commands(stack, batch_id, tmp_path):
+    from click.testing import CliRunner
+
+    from dashboard.studies.raters import join_study, next_trial, record_answer
+    from shared.cli import cli
+    from shared.cli.context import Context
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["study", *map(str, args)], obj=Context(stack.settings))
+
+    r = run("create", "--batch", 999, "--images", 2)
+    assert r.exit_code == 1 and "no batch 999" in r.output
+    r = run("create", "--batch", batch_id, "--images", 3, "--seed", 4, "--name", "from the terminal")
+    assert r.exit_code == 0, r.output
+    study_id = int(re.match(r"study (\d+) \(open\): 3 images, seed 4", r.output).group(1))
+    share = re.search(r"raters open: http://127\.0\.0\.1:8000/r/(\S+)", r.output).group(1)
+    assert share == share_of(stack, study_id)
+    rater_id, _ = join_study(stack.db, share, "Al")
+    while (trial := next_trial(stack.db, study_id, rater_id)) is not None:
+        score = GOOD[what_it_is(stack, trial.token)]
+        record_answer(stack.db, share, trial.token, {"quality": score}, rater_id=rater_id)
+    r = run("results", study_id)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^reference\s+5\.00\s+\[5\.00, 5\.00\]\s+0\.00\s+3\s+1\s+ratings$", r.output, re.M), r.output
+    assert "rater Al: " in r.output and ", ok" in r.output
+    assert run("results", study_id, "--json").output.startswith("{")
+    out = tmp_path / "ratings.csv"
+    assert run("export", study_id, "--out", out).exit_code == 0
+    assert len(list(csv.DictReader(out.open()))) == 3 * 3 + 2 + 1
+    assert "from the terminal" in run("list").output and "conditions: blurred input" in run("show", study_id).output
+    assert run("close", study_id).output.strip() == f"study {study_id} is closed"
+    r = run("close", study_id)
+    assert r.exit_code == 1 and "already closed" in r.output
+    assert run("reopen", study_id).output.strip() == f"study {study_id} is open"
