@@ -11,7 +11,7 @@ import secrets
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
-from shared.models import OPEN
+from shared.models import OPEN, StudyRater
 
 from .context import current
 from .queries import clamp_page
@@ -112,8 +112,14 @@ def _rater_page(template: str, status: int = 200, **context):
     return render_template(template, scale=SCALE, **context), status
 
 
-def _session_rater(study_id: int) -> int | None:
-    return (session.get("raters") or {}).get(str(study_id))
+def _session_rater(s, study) -> int | None:
+    """The rater this browser joined the study as (sessions are keyed by the study's share token, which is
+    unique for ever, and checked against the database)."""
+    rater_id = (session.get("raters") or {}).get(study.share_token)
+    if rater_id is None:
+        return None
+    rater = s.get(StudyRater, rater_id)
+    return rater.id if rater is not None and rater.study_id == study.id else None
 
 
 def _study_or_page(s, share: str):
@@ -129,7 +135,7 @@ def rate_welcome(share: str):
         study, page = _study_or_page(s, share)
         if page:
             return page
-        rater_id = _session_rater(study.id)
+        rater_id = _session_rater(s, study)
         done = progress(s, rater_id) if rater_id else None
         return _rater_page("rate_welcome.html", study=study, share=share, done=done,
                            n_trials=trials_per_rater(s, study), error=None, name="")
@@ -146,9 +152,7 @@ def rate_join(share: str):
                 return page
             return _rater_page("rate_welcome.html", exc.status, study=study, share=share, done=None,
                                n_trials=trials_per_rater(s, study), error=str(exc), name=request.form.get("name", ""))
-    with current().db.session() as s:
-        study_id = study_by_share(s, share).id
-    session["raters"] = {**(session.get("raters") or {}), str(study_id): rater_id}
+    session["raters"] = {**(session.get("raters") or {}), share: rater_id}
     return redirect(url_for("study.rate", share=share), 303)
 
 
@@ -158,7 +162,7 @@ def rate(share: str):
         study, page = _study_or_page(s, share)
         if page:
             return page
-        rater_id = _session_rater(study.id)
+        rater_id = _session_rater(s, study)
         if rater_id is None:
             return redirect(url_for("study.rate_welcome", share=share), 303)
         kind, study_id, status = study.kind, study.id, study.status
@@ -185,7 +189,7 @@ def rate_post(share: str):
         study, page = _study_or_page(s, share)
         if page:
             return page
-        rater_id, kind = _session_rater(study.id), study.kind
+        rater_id, kind = _session_rater(s, study), study.kind
     if rater_id is None:
         return redirect(url_for("study.rate_welcome", share=share), 303)
     sent = {k: request.form.get(k) for k, _ in CRITERIA[kind]}

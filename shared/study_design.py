@@ -70,12 +70,13 @@ def plan_trials(stimuli: Sequence[Stimulus], rng: random.Random, repeat_share: f
 
 def plan_unlike(stimuli: Sequence[Stimulus], seed: int, taken: Sequence[Sequence[int]],
                 repeat_share: float = REPEAT_SHARE, attempts: int = 50) -> tuple[int, list[Planned]]:
-    """``plan_trials`` from ``seed`` (then seed + 1, …) until its order of stimuli is none of ``taken``:
-    no two raters share an order (when there are enough orders to go round). Returns (seed used, plan)."""
+    """``plan_trials`` from ``seed`` (then seed + 1, …) until its order of first showings is none of ``taken``
+    (other raters' first showings, repeats left out): no two raters share an order (when there are enough
+    orders to go round). Returns (seed used, plan)."""
     seen = {tuple(t) for t in taken}
     for k in range(attempts):
         plan = plan_trials(stimuli, random.Random(seed + k), repeat_share)
-        if tuple(t.stimulus for t in plan) not in seen:
+        if tuple(t.stimulus for t in plan if not t.repeat) not in seen:
             return seed + k, plan
     return seed + k, plan
 

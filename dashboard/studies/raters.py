@@ -86,7 +86,6 @@ def _add_rater(s, study: Study, name: str, key: str) -> StudyRater:
         raise StudyError(f"this study has its {MAX_RATERS} raters already", 409)
     stimuli = _stimuli(s, study.id)
     taken = _orders(s, study.id)
-    # compare first showings only: plan_unlike's orders are of stimuli, repeats aside
     seed, plan = plan_unlike(stimuli, (study.seed + 7919 * (n_raters + 1)) % 2 ** 31, taken,
                              study.settings.get("repeat_share", 0.1))
     rater = StudyRater(study_id=study.id, name=name, name_key=key, seed=seed % 2 ** 31, last_seen_at=utcnow())

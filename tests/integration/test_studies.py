@@ -95,6 +95,11 @@ def test_a_study_through_the_api_rated_checked_and_exported(client, stack, batch
     # 4 images × 3 conditions + one gold item of each kind + one hidden repeat (10 % of 12)
     assert n == 4 * 3 + 2 + 1
 
+    with stack.db.session() as s:
+        orders = [list(s.scalars(select(StudyTrial.stimulus_id).where(StudyTrial.rater_id == rater_id)
+                                 .order_by(StudyTrial.position))) for rater_id in (1, 2)]
+    assert orders[0] != orders[1] and set(orders[0]) == set(orders[1])  # the same stimuli, each in its own order
+
     res = client.get(f"/api/v1/studies/{study['id']}/results").json
     flags = {r["name"]: r["flags"] for r in res["raters"]}
     assert flags["Ann"] == [] and len(flags["Bob"]) == 1 and "missed 2 of 2 gold items" in flags["Bob"][0]

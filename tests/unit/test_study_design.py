@@ -39,14 +39,15 @@ def test_orders_are_seeded_and_differ_between_raters():
 
 
 def test_no_order_is_given_twice():
-    items = [Stimulus(1, image="a"), Stimulus(2, image="b")]  # only two orders exist
+    items = [Stimulus(1, image="a"), Stimulus(2, image="b")]  # only two orders of first showings exist
     taken = []
     for _ in range(2):
-        _seed, plan = plan_unlike(items, 5, taken, repeat_share=0)
-        taken.append([t.stimulus for t in plan])
+        _seed, plan = plan_unlike(items, 5, taken)
+        assert sum(t.repeat for t in plan) == 1
+        taken.append([t.stimulus for t in plan if not t.repeat])
     assert sorted(map(tuple, taken)) == [(1, 2), (2, 1)]
-    seed, plan = plan_unlike(items, 5, [], repeat_share=0)
-    assert plan == plan_trials(items, random.Random(seed), 0)  # the seed recorded rebuilds the order
+    seed, plan = plan_unlike(items, 5, [])
+    assert plan == plan_trials(items, random.Random(seed))  # the seed recorded rebuilds the order
 
 
 def test_repeat_count():
