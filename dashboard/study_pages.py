@@ -151,7 +151,8 @@ def rate_join(share: str):
             if page:
                 return page
             return _rater_page("rate_welcome.html", exc.status, study=study, share=share, done=None,
-                               n_trials=trials_per_rater(s, study), error=str(exc), name=request.form.get("name", ""))
+                               n_trials=trials_per_rater(s, study), error=str(exc),
+                               name=request.form.get("name", ""))
     session["raters"] = {**(session.get("raters") or {}), share: rater_id}
     return redirect(url_for("study.rate", share=share), 303)
 

@@ -163,8 +163,7 @@ def create_study(db: Database, spec: StudySpec) -> Created:
                       kind=spec.kind, status=PREPARING, seed=seed, n_images=len(sample),
                       share_token=secrets.token_urlsafe(24),
                       settings={"batch_ids": [b.id for b in batches], "model_version_ids": [v.id for v in versions],
-                                "repeat_share": spec.repeat_share, "gold_per_kind": min(n_gold, len(sample)),
-                                "rules": QualityRules().as_dict()})
+                                "repeat_share": spec.repeat_share, "rules": QualityRules().as_dict()})
         s.add(study)
         s.flush()
         for c in conditions:
@@ -180,8 +179,8 @@ def create_study(db: Database, spec: StudySpec) -> Created:
             jobs = [j for j in sample if j.batch_id == batch.id]
             for v in versions:
                 if jobs and v.id != batch.model_version_id:
-                    rerun, copies = add_rerun_batch(s, jobs, v, f"study {study.id}: batch {batch.id} re-run with "
-                                                               f"model {v.id} ({v.name})")
+                    _rerun, copies = add_rerun_batch(s, jobs, v, f"study {study.id}: batch {batch.id} re-run with "
+                                                                f"model {v.id} ({v.name})")
                     reruns.update({(v.id, src): copy for src, copy in copies.items()})
         stimuli = []
         for image, job in zip(images, sample):
@@ -207,7 +206,8 @@ def create_study(db: Database, spec: StudySpec) -> Created:
             st.study_id = study.id
         s.add_all(stimuli)
         rerun_batch_ids = sorted({j.batch_id for j in reruns.values()})
-        study.settings = {**study.settings, "rerun_batch_ids": rerun_batch_ids}
+        study.settings = {**study.settings, "rerun_batch_ids": rerun_batch_ids,
+                          "gold": {GOLD_HIGH: gold_count if with_reference else 0, GOLD_LOW: gold_count}}
         if not reruns:
             study.status = OPEN
         return Created(study.id, rerun_batch_ids)

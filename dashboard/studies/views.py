@@ -62,7 +62,7 @@ def study_detail(s, study: Study) -> dict:
                                  StudyImage.dropped).join(ImageJob, ImageJob.id == StudyImage.image_job_id)
                           .where(StudyImage.study_id == study.id).order_by(StudyImage.position))]
     data["trials_per_rater"] = trials_per_rater(s, study)
-    data["gold_per_kind"] = study.settings.get("gold_per_kind")
+    data["gold"] = study.settings.get("gold", {})
     data["repeat_share"] = study.settings.get("repeat_share")
     rerun_ids = study.settings.get("rerun_batch_ids", [])
     data["reruns"] = [{"batch_id": b.id, "name": b.name, "status": b.status, "total": b.total,

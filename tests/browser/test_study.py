@@ -167,6 +167,9 @@ def test_a_study_from_a_batch_two_raters_and_the_results(browser, logged_in, ser
     assert {r["model_version_id"] for r in ratings if r["condition"].startswith("model")} == {str(shipped), str(plain)}
     results = api_get(served, f"/studies/{study_id}/results")
     assert [r["name"] for r in results["raters"] if r["flags"]] == ["Bob"]
+    page.goto(served.url + "/studies")
+    assert "shipped vs plain" in page.inner_text("#studies")
+    shot(page, "studies")
     page.close()
 
 
