@@ -45,10 +45,12 @@ def create_app(settings: Settings | None = None, config: DashboardConfig | None 
     app.extensions["sharpen"] = DashboardState(settings, config, Database(settings),
                                                Storage(settings.storage_root), Queue(settings))
 
-    from . import api, auth, batches, workers
+    from . import api, auth, batches, study_api, study_pages, workers
     for module in (batches, workers, auth):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
+    app.register_blueprint(study_pages.bp)
+    app.register_blueprint(study_api.bp, url_prefix="/api/v1")
 
     app.jinja_env.globals.update(csrf_token=csrf_token, logged_in=logged_in, token_required=token_required,
                                  nav_items=lambda: [(e, label) for e, label in NAV if e in app.view_functions])

@@ -42,13 +42,18 @@ def logged_in() -> bool:
     return not token_required() or session.get("authenticated") is True
 
 
+def refuse_cross_origin() -> None:
+    """A write sent by a browser from a page of another site is refused (403)."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        abort(403, description="cross-origin writes are not accepted")
+
+
 def api_write(view):
     """An API route that changes something: bearer token when one is set; same origin when sent by a browser."""
     @wraps(view)
     def wrapped(*args, **kwargs):
-        origin = request.headers.get("Origin")
-        if origin and urlsplit(origin).netloc != request.host:
-            abort(403, description="cross-origin writes are not accepted")
+        refuse_cross_origin()
         if token_required():
             if not request.headers.get("Authorization"):
                 abort(401, description="this dashboard needs an API token: send 'Authorization: Bearer TOKEN'")

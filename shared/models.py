@@ -163,3 +163,101 @@ class Rating(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     __table_args__ = (CheckConstraint("score >= 1 AND score <= 5", name="ck_rating_score"),
                       UniqueConstraint("image_job_id", "rater", name="uq_rating_image_rater"))
+
+
+# MOS studies (dashboard/studies): people rate stimuli made from finished batches; see shared/study_design.py.
+STUDY_KINDS = ("acr", "triplet")    # one image rated 1–5; Blurry | Sharpened | Ground truth, three criteria
+PREPARING, OPEN, CLOSED = "preparing", "open", "closed"   # a study also ends ``failed`` (nothing left to rate)
+
+
+class Study(Base):
+    __tablename__ = "study"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=PREPARING)
+    seed: Mapped[int] = mapped_column(Integer)                       # the image sample and the raters' orders
+    n_images: Mapped[int] = mapped_column(Integer)
+    share_token: Mapped[str] = mapped_column(String(64), unique=True)  # the raters' link: their only credential
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)        # batches, versions, quality rules
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (CheckConstraint(f"kind in {STUDY_KINDS}", name="ck_study_kind"),)
+
+
+class StudyCondition(Base):
+    """What a stimulus is: the blurred input, one model version's output, or the reference."""
+    __tablename__ = "study_condition"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))                    # input, model, reference
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"), nullable=True)
+    label: Mapped[str] = mapped_column(String(200))
+    __table_args__ = (UniqueConstraint("study_id", "position", name="uq_study_condition_position"),)
+
+
+class StudyImage(Base):
+    """One sampled photo (an image of a source batch); ``dropped`` says why it is left out, if it is."""
+    __tablename__ = "study_image"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    image_job_id: Mapped[int] = mapped_column(ForeignKey("image_job.id", ondelete="CASCADE"))
+    dropped: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (UniqueConstraint("study_id", "position", name="uq_study_image_position"),)
+
+
+class StudyStimulus(Base):
+    """A thing to rate: a photo in a condition, or a gold item (``gold`` high or low, no condition).
+
+    Its file is ``file_kind`` of ``image_job_id``: the source image, or its re-run through another model
+    version (an image of a derived batch); a low gold item is that file strongly blurred."""
+    __tablename__ = "study_stimulus"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    study_image_id: Mapped[int] = mapped_column(ForeignKey("study_image.id", ondelete="CASCADE"))
+    condition_id: Mapped[int | None] = mapped_column(ForeignKey("study_condition.id", ondelete="CASCADE"),
+                                                     nullable=True)
+    gold: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    image_job_id: Mapped[int] = mapped_column(ForeignKey("image_job.id", ondelete="CASCADE"))
+    file_kind: Mapped[str] = mapped_column(String(20))               # input, output, reference
+
+
+class StudyRater(Base):
+    __tablename__ = "study_rater"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100))               # casefolded: the same person comes back
+    seed: Mapped[int] = mapped_column(Integer)                       # of this rater's order
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (UniqueConstraint("study_id", "name_key", name="uq_study_rater_name"),)
+
+
+class StudyTrial(Base):
+    """One showing of a stimulus to a rater, at ``position`` in their order; ``token`` names it in URLs."""
+    __tablename__ = "study_trial"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("study_rater.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    stimulus_id: Mapped[int] = mapped_column(ForeignKey("study_stimulus.id", ondelete="CASCADE"))
+    is_repeat: Mapped[bool] = mapped_column(Boolean, default=False)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    __table_args__ = (UniqueConstraint("rater_id", "position", name="uq_study_trial_rater_position"),)
+
+
+class StudyScore(Base):
+    """A rater's answer to a trial on one criterion (``quality``; or clarity, edges, naturalness)."""
+    __tablename__ = "study_score"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("study_trial.id", ondelete="CASCADE"))
+    criterion: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (CheckConstraint("score >= 1 AND score <= 5", name="ck_study_score_range"),
+                      UniqueConstraint("trial_id", "criterion", name="uq_study_score_trial_criterion"))

@@ -16,6 +16,7 @@ from .evaluate import eval_command
 from .jobs import batches, metrics, results, status, submit
 from .samples import samples
 from .services import dashboard, scheduler, up, worker
+from .study import study
 from trainer.cli import train
 
 
@@ -27,7 +28,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (enhance, eval_command, train, samples, submit, status, metrics, batches, results, worker,
-                scheduler, dashboard, up, db, models, retrain, runs):
+                scheduler, dashboard, up, db, models, retrain, runs, study):
     cli.add_command(command)
 
 
