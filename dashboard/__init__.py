@@ -1,8 +1,9 @@
 """The web dashboard. ``create_app(settings=None, config=None)`` is the Flask app factory.
 
-HTML views (blueprints ``batches``, ``workers``, ``auth``) and the JSON API (``api``, under ``/api/v1``) are
-separate modules over one query layer (``queries.py``). Later blueprints (``study``, ``training``,
-``models``) register the same way and use the same state, security and templates.
+HTML views (blueprints ``batches``, ``workers``, ``auth``, ``training``, ``models``) and the JSON API (``api``,
+``api_training``, ``api_models``, under ``/api/v1``) are separate modules over query modules (``queries.py``,
+``training_queries.py``, ``model_queries.py``). Later blueprints (``study``) register the same way and use the
+same state, security and templates.
 """
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, config: DashboardConfig | None 
     for module in (batches, workers, auth):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
+    from . import api_models, api_training, model_registry, training
+    for module in (training, model_registry):
+        app.register_blueprint(module.bp)
+    for module in (api_training, api_models):
+        app.register_blueprint(module.bp, url_prefix="/api/v1")
 
     app.jinja_env.globals.update(csrf_token=csrf_token, logged_in=logged_in, token_required=token_required,
                                  nav_items=lambda: [(e, label) for e, label in NAV if e in app.view_functions])

@@ -151,4 +151,5 @@ def compare_batches(s, rerun_id: int) -> dict:
             "mean_d_ssim": _mean([r["d_ssim"] for r in paired]), "mean_d_psnr": _mean([r["d_psnr"] for r in paired]),
             "b_better": sum(r["d_ssim"] > 0 for r in paired), "b_worse": sum(r["d_ssim"] < 0 for r in paired),
             # both versions' means over the paired images only (the parent may have images the re-run lacks)
-            "a_paired_ssim": _mean([r["a_ssim"] for r in paired]), "b_paired_ssim": _mean([r["b_ssim"] for r in paired])}
+            "a_paired_ssim": _mean([r["a_ssim"] for r in paired]),
+            "b_paired_ssim": _mean([r["b_ssim"] for r in paired])}

@@ -79,11 +79,14 @@ def add_model_file(session: Session, storage, src: Path, name: str | None = None
 
 
 def activate_model(session: Session, version_id: int, reason: str = "activate") -> ModelVersion:
-    """Make ``version_id`` the one new batches use; recorded with the version it replaces."""
+    """Make ``version_id`` the one new batches use; recorded with the version it replaces (the shipped default
+    when none was active yet, so a roll back can always return to it)."""
     version = session.get(ModelVersion, version_id)
     if version is None:
         raise LookupError(f"no model version {version_id}")
     previous = session.scalar(select(ModelVersion.id).where(ModelVersion.active.is_(True)))
+    if previous is None and reason != "default":
+        previous = active_model(session).id
     if previous == version_id:
         return version
     session.execute(update(ModelVersion).where(ModelVersion.id != version_id).values(active=False))

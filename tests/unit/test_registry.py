@@ -116,3 +116,11 @@ def test_two_versions_on_the_same_synthetic_batch(ctx, tmp_path):
     assert found["b_better"] + found["b_worse"] == 3
     with ctx.db.session() as s, pytest.raises(LookupError, match="not a re-run"):
         compare_batches(s, parent)
+
+
+def test_the_first_activation_can_be_rolled_back_to_the_shipped_default(ctx):
+    with ctx.db.session() as s:
+        other, _ = add_model_file(s, ctx.storage, VARIANT, "variant")
+        activate_model(s, other.id)  # nothing was active yet: no batch had registered the default
+        back = rollback_model(s)
+        assert back.name == "shipped default" and back.active and back.path == str(default_model_path())
