@@ -157,7 +157,9 @@ def test_add_activate_submit_roll_back_and_compare(logged_in, served, tmp_path):
         assert page.inner_text(f'#model-{version} [data-field="batches"]') == "1"
         shot(page, "models-rolled-back")
 
-        page.goto(served.url + f"/models?batch={batch_id}#compare")
+        page.goto(served.url + f"/batches/{batch_id}")
+        page.click("#compare-models")
+        page.wait_for_url(f"**/models?batch={batch_id}#compare")
         assert page.eval_on_selector("#compare-batch", "e => e.value") == str(batch_id)
         page.select_option("#compare-version", str(active[0]["id"]))
         page.click("#compare-submit")
@@ -174,6 +176,9 @@ def test_add_activate_submit_roll_back_and_compare(logged_in, served, tmp_path):
         wait_until(page, "[...document.querySelectorAll('#compare-images img')]"
                          ".every(i => i.complete && i.naturalWidth)")
         shot(page, "models-compare")
+        page.goto(served.url + f"/batches/{rerun}")
+        page.click("#comparison-link")
+        page.wait_for_url(f"**/models/compare/{rerun}")
         page.goto(served.url + "/models")
         shot(page, "models")
         page.set_viewport_size({"width": 400, "height": 860})
