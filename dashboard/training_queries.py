@@ -27,7 +27,7 @@ def run_view(r: TrainingRun, last: EpochMetric | None = None) -> dict:
     cfg = r.config or {}
     data.update(arch=cfg.get("arch"), preset=cfg.get("preset"), final=r.status in FINAL,
                 created_at=_iso(r.created_at), started_at=_iso(r.started_at), finished_at=_iso(r.finished_at),
-                elapsed_s=_seconds(r.started_at, r.finished_at) if r.started_at else None,
+                elapsed_s=_seconds(r.started_at, r.finished_at),
                 age_s=_seconds(r.created_at, None),
                 percent=round(100.0 * r.epochs_done / r.epochs_total, 1) if r.epochs_total else 0.0,
                 last_val_ssim=last.val_ssim if last else None, last_val_psnr=last.val_psnr if last else None,

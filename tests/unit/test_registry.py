@@ -19,7 +19,7 @@ from shared.registry import NothingToRollBack, activate_model, active_model, add
 from tests.conftest import PHOTOS, load_photo
 from worker.pipeline import process_jobs
 
-from .test_jobs import ctx, folder_of, inputs  # noqa: F401 - the fixture
+from .test_jobs import ctx, inputs  # noqa: F401 - the fixture
 
 VARIANT = Path(default_model_path()).parent / "variants" / "s2d-plain.pt"
 
