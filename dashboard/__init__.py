@@ -1,8 +1,9 @@
 """The web dashboard. ``create_app(settings=None, config=None)`` is the Flask app factory.
 
-HTML views (blueprints ``batches``, ``workers``, ``auth``) and the JSON API (``api``, under ``/api/v1``) are
-separate modules over one query layer (``queries.py``). Later blueprints (``study``, ``training``,
-``models``) register the same way and use the same state, security and templates.
+HTML views (blueprints ``batches``, ``workers``, ``auth``, ``training``, ``models``) and the JSON API (``api``,
+``api_training``, ``api_models``, under ``/api/v1``) are separate modules over query modules (``queries.py``,
+``training_queries.py``, ``model_queries.py``). Later blueprints (``study``) register the same way and use the
+same state, security and templates.
 """
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ def create_app(settings: Settings | None = None, config: DashboardConfig | None 
     app.extensions["sharpen"] = DashboardState(settings, config, Database(settings),
                                                Storage(settings.storage_root), Queue(settings))
 
-    from . import api, auth, batches, study_api, study_pages, workers
-    for module in (batches, workers, auth):
+    from . import (api, api_models, api_training, auth, batches, model_registry, study_api, study_pages, training,
+                   workers)
+    for module in (batches, workers, auth, study_pages, training, model_registry):
         app.register_blueprint(module.bp)
-    app.register_blueprint(api.bp, url_prefix="/api/v1")
-    app.register_blueprint(study_pages.bp)
-    app.register_blueprint(study_api.bp, url_prefix="/api/v1")
+    for module in (api, study_api, api_training, api_models):
+        app.register_blueprint(module.bp, url_prefix="/api/v1")
 
     app.jinja_env.globals.update(csrf_token=csrf_token, logged_in=logged_in, token_required=token_required,
                                  nav_items=lambda: [(e, label) for e, label in NAV if e in app.view_functions])

@@ -24,6 +24,9 @@ class DashboardConfig:
     max_unzipped_bytes: int = 8 * 1024 ** 3  # SHARPEN_MAX_UNZIPPED_MB: a zip's content, all entries together
     max_zip_ratio: int = 200                # an entry that inflates more than this is a decompression bomb
     poll_ms: int = 1000                     # SHARPEN_POLL_MS: how often a batch page asks for progress
+    data_roots: tuple[Path, ...] = ()       # SHARPEN_DATA_ROOTS (os.pathsep-separated; default ./data): training
+                                            # data is chosen among the folders under these, never sent as a path
+    max_model_bytes: int = 512 * 1024 ** 2  # SHARPEN_MAX_MODEL_MB: a model file uploaded to the registry
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> "DashboardConfig":
@@ -32,9 +35,12 @@ class DashboardConfig:
         for name, key, scale in (("max_upload_bytes", "SHARPEN_MAX_UPLOAD_MB", 1024 ** 2),
                                  ("max_files", "SHARPEN_MAX_FILES", 1),
                                  ("max_unzipped_bytes", "SHARPEN_MAX_UNZIPPED_MB", 1024 ** 2),
-                                 ("poll_ms", "SHARPEN_POLL_MS", 1)):
+                                 ("poll_ms", "SHARPEN_POLL_MS", 1),
+                                 ("max_model_bytes", "SHARPEN_MAX_MODEL_MB", 1024 ** 2)):
             if env.get(key):
                 values[name] = int(env[key]) * scale
+        roots = env.get("SHARPEN_DATA_ROOTS") or "data"
+        values["data_roots"] = tuple(Path(p).absolute() for p in roots.split(os.pathsep) if p)
         values.update(overrides)
         return cls(**values)
 

@@ -76,7 +76,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def batch_view(b: Batch, model_name: str | None = None, counts: dict | None = None) -> dict:
     """A batch as the API returns it: its fields, timing, and progress (throughput and ETA while it runs)."""
     data = {k: getattr(b, k) for k in BATCH_FIELDS}
-    data.update(model_version_id=b.model_version_id, model_name=model_name,
+    data.update(model_version_id=b.model_version_id, model_name=model_name, parent_batch_id=b.parent_batch_id,
                 created_at=b.created_at.isoformat() if b.created_at else None,
                 started_at=b.started_at.isoformat() if b.started_at else None,
                 finished_at=b.finished_at.isoformat() if b.finished_at else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .imageio import NOT_AN_IMAGE, sniff
+from .imageio import EXTENSIONS, NOT_AN_IMAGE, sniff
 
 
 @dataclass
@@ -49,3 +49,9 @@ def list_images(paths) -> Listing:
         else:
             raise FileNotFoundError(f"no such file or folder: {item}")
     return found
+
+
+def training_images(folder: Path) -> list[Path]:
+    """Image files directly inside a training folder, by suffix (sorted, so splits are reproducible): the
+    trainer reads these, and the dashboard counts them when it offers the folder."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)

@@ -1,7 +1,8 @@
 """ORM models: the database is the source of truth for batches, images, models and training runs.
 
 Statuses are plain strings (portable across SQLite and PostgreSQL): ``queued``, ``running``, ``done``,
-``failed``, and ``cancelled`` (a batch, and its images that had not started, when a user cancels it). A
+``failed``, and ``cancelled`` (a batch, and its images that had not started, when a user cancels it; a training
+run a user stopped, its last checkpoint kept). A
 failed image or run always carries a message a person can read.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -54,6 +55,17 @@ class ModelVersion(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_run.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    parameters: Mapped[int | None] = mapped_column(Integer, nullable=True)   # learnable weights, counted on register
+
+
+class ModelActivation(Base):
+    """Each time a version became the active one (the registry's history; roll back returns to ``previous``)."""
+    __tablename__ = "model_activation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"), nullable=True)
+    reason: Mapped[str] = mapped_column(String(40), default="activate")   # activate | rollback | better | default
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Batch(Base):
@@ -76,6 +88,9 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # a re-run of another batch's images with another model version (the models page's comparison)
+    parent_batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", name="fk_batch_parent_batch_id"),
+                                                        nullable=True, index=True)
 
     images: Mapped[list["ImageJob"]] = relationship(back_populates="batch", order_by="ImageJob.position")
     model_version: Mapped[ModelVersion | None] = relationship()
@@ -133,6 +148,9 @@ class TrainingRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # set by a user's cancel: the trainer stops at its next step boundary (status cancelled), keeping its checkpoint
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    checkpoint_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # epoch of the last checkpoint
 
     epochs: Mapped[list["EpochMetric"]] = relationship(back_populates="run", order_by="EpochMetric.epoch")
     model_version: Mapped[ModelVersion | None] = relationship(

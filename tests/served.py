@@ -22,8 +22,9 @@ class Served:
 def start_served(tmp: Path):
     redis = RedisServer(tmp / "redis").start()
     port = free_port()
+    (tmp / "data").mkdir(exist_ok=True)  # the training data root: tests put folders of photos in it
     stack = Stack(tmp, f"sqlite:///{tmp / 'sharpen.db'}", redis.url, SHARPEN_API_TOKEN=TOKEN, SHARPEN_POLL_MS=200,
-                  SHARPEN_PORT=port, SHARPEN_LEASE_SECONDS=20)
+                  SHARPEN_PORT=port, SHARPEN_LEASE_SECONDS=20, SHARPEN_DATA_ROOTS=tmp / "data")
     try:
         stack.start("worker", "--queue", "sharpen")
         stack.start("dashboard", ready="Running on")

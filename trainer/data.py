@@ -11,14 +11,10 @@ from torch.utils.data import Dataset
 from shared import nets
 from shared.blur_estimate import estimate_blur, estimate_noise
 from shared.degrade import EVAL_FAMILIES, REALISTIC, Degradation, degrade
-from shared.imageio import EXTENSIONS, ImageError, read_image, to_model_input
+from shared.imageio import ImageError, read_image, to_model_input
+from shared.inputs import training_images as list_images
 
 from .config import TrainConfig
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (sorted, so splits are reproducible)."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
 def split_sources(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:

@@ -29,6 +29,14 @@ MODEL = "model.pt"
 PROVENANCE = "provenance.json"
 
 
+class TrainingCancelled(Exception):
+    """``should_stop`` said stop: the run ended at a step boundary; its last checkpoint is left as it was."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"stopped in epoch {epoch + 1} after step {step}")
+        self.epoch, self.step = epoch, step
+
+
 @dataclass
 class TrainResult:
     model_path: Path
@@ -87,12 +95,17 @@ def _loader(ds: CropDataset, cfg: TrainConfig, epoch: int) -> DataLoader:
 
 
 def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
-          on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
+          on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
+          should_stop: Callable[[], bool] | None = None,
+          on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainResult:
     """Train ``cfg.arch`` into ``run_dir``; returns the final model file.
 
     ``run_dir`` gets ``checkpoint.pt`` (every ``checkpoint_every`` epochs and at the end), ``model.pt``,
     ``metrics.jsonl`` (one line per epoch), ``split.json``. With ``resume`` a run continues from its
-    checkpoint exactly as if it had not stopped. ``on_epoch(epoch, metrics)`` is called after each epoch.
+    checkpoint exactly as if it had not stopped. ``on_epoch(epoch, metrics)`` is called after each epoch,
+    ``on_checkpoint(epoch, path)`` after each checkpoint is written. ``should_stop()`` is asked after every
+    optimizer step (keep it cheap); when it answers True, ``TrainingCancelled`` is raised there, and the
+    checkpoint on disk stays the last one written at an epoch boundary (so a resume stays exact).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +178,8 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             opt.step()
             sched.step()
             step += 1
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(epoch, step)
             for k, v in terms.items():  # tensors: no device sync per step
                 sums[k] = sums.get(k, 0.0) + v
             if step % 25 == 0:
@@ -193,6 +208,8 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
             save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), epoch=epoch + 1, step=step,
                             config=cfg.to_dict(), history=history)
+            if on_checkpoint:
+                on_checkpoint(epoch + 1, ckpt_path)
         epoch += 1
 
     model_path = run_dir / MODEL

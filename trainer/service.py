@@ -2,32 +2,29 @@
 
 The run claims a lease and renews it while it trains (``shared.lease``); a worker that dies stops renewing, the
 periodic job sends the run again, and it resumes from its checkpoint. Epoch rows are upserted, so an
-epoch repeated after a crash is recorded once.
+epoch repeated after a crash is recorded once. A user's cancel (``trainer.runs.cancel_run``) sets a flag that
+the loop reads at its step boundaries (at most once a second): the run ends ``cancelled``, its last
+checkpoint kept. What happens is written to ``runs/<run>/train.log``, which the run page shows.
 """
 from __future__ import annotations
 
 import shutil
+import time
 
 from sqlalchemy import select, update
 
 from shared.db import TRANSIENT_ERRORS
 from shared.inference import load_model
 from shared.lease import claim_statement, keep_lease
-from shared.models import DONE, FAILED, QUEUED, RUNNING, EpochMetric, TrainingRun, utcnow
+from shared.models import CANCELLED, DONE, FAILED, RUNNING, EpochMetric, TrainingRun, utcnow
 from shared.registry import activate_model, active_model, register_model
 
 from .config import TrainConfig
 from .data import split_sources, validation_set
-from .loop import evaluate, train
+from .loop import TrainingCancelled, evaluate, train
+from .runs import append_log
 
-
-def create_run(db, config: TrainConfig, *, activate_if_better: bool = False) -> int:
-    with db.session() as s:
-        run = TrainingRun(status=QUEUED, config=config.to_dict(), epochs_total=config.epochs,
-                          activate_if_better=activate_if_better)
-        s.add(run)
-        s.flush()
-        return run.id
+CANCEL_POLL_SECONDS = 1.0  # how often the loop asks the database whether the run was cancelled
 
 
 def _claim(ctx, run_id: int) -> bool:
@@ -48,6 +45,20 @@ def record_epoch(ctx, run_id: int, epoch: int, metrics: dict, epochs_total: int)
         s.add(row)
         s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
                   .values(epochs_done=epoch, epochs_total=epochs_total))
+
+
+def _cancel_check(ctx, run_id: int):
+    """``should_stop`` for the loop: the run's cancel flag, read from the database at most once a second."""
+    last = [time.monotonic()]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now - last[0] < CANCEL_POLL_SECONDS:
+            return False
+        last[0] = now
+        with ctx.db.session() as s:
+            return bool(s.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run_id)))
+    return should_stop
 
 
 def _active_score(ctx, cfg: TrainConfig) -> float | None:
@@ -76,18 +87,37 @@ def run_training(ctx, run_id: int) -> str:
     """
     if not _claim(ctx, run_id):
         return "skipped"
+    run_dir = ctx.storage.run_dir(run_id)
     with ctx.db.session() as s:
         run = s.get(TrainingRun, run_id)
         cfg, activate_if_better = TrainConfig.from_dict(run.config), run.activate_if_better
+        attempt, cancelled, checkpoint = run.attempts, run.cancel_requested, run.checkpoint_epoch
+    append_log(run_dir, f"attempt {attempt} on {ctx.name}: {cfg.arch}, {cfg.epochs} epochs"
+               + (f", resuming after epoch {checkpoint}" if checkpoint else ""))
+    if cancelled:  # cancelled while its trainer was dying: nothing more to do
+        append_log(run_dir, "cancelled before this attempt started")
+        _end(ctx, run_id, status=CANCELLED, error=None)
+        return CANCELLED
+    if cfg.teacher:  # a registered teacher is recorded relative to the storage root
+        cfg.teacher = str(ctx.storage.resolve(cfg.teacher))
 
     with keep_lease(ctx.db, TrainingRun, run_id, ctx.name, ctx.settings.lease_seconds) as lease:
         def on_epoch(epoch: int, metrics: dict) -> None:
             if lease.lost.is_set():
                 raise LeaseLost(f"run {run_id} was taken over by another worker")
             record_epoch(ctx, run_id, epoch, metrics, cfg.epochs)
+            append_log(run_dir, f"epoch {epoch}/{cfg.epochs}: loss {metrics['loss']:.5f}, val SSIM "
+                                f"{metrics['val_ssim']:.4f} (input {metrics['input_ssim']:.4f}), PSNR "
+                                f"{metrics['val_psnr']:.2f} dB, {metrics['seconds']:.1f} s")
+
+        def on_checkpoint(epoch: int, path) -> None:
+            with ctx.db.session() as s:
+                s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(checkpoint_epoch=epoch))
+            append_log(run_dir, f"checkpoint written after epoch {epoch} ({path.name})")
 
         try:
-            result = train(cfg, ctx.storage.run_dir(run_id), resume=True, progress=False, on_epoch=on_epoch)
+            result = train(cfg, run_dir, resume=True, progress=False, on_epoch=on_epoch,
+                           should_stop=_cancel_check(ctx, run_id), on_checkpoint=on_checkpoint)
             dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(result.model_path, dst)
@@ -96,14 +126,29 @@ def run_training(ctx, run_id: int) -> str:
                 version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id,
                                          storage_root=ctx.storage.root)
                 if activated:
-                    activate_model(s, version.id)
+                    activate_model(s, version.id, reason="better")
+                version_id = version.id
+            append_log(run_dir, f"done: model version {version_id}" + (", activated (better than the active one)"
+                                                                      if activated else ""))
             _end(ctx, run_id, status=DONE, activated=activated, error=None)
             return DONE
+        except TrainingCancelled as stop:
+            kept = _checkpoint_epoch(ctx, run_id)
+            append_log(run_dir, f"cancelled: {stop}; " + (f"the checkpoint after epoch {kept} is kept" if kept
+                                                          else "no checkpoint had been written yet"))
+            _end(ctx, run_id, status=CANCELLED, error=None)
+            return CANCELLED
         except (LeaseLost, *TRANSIENT_ERRORS):
             raise
         except Exception as exc:  # noqa: BLE001 - the run is marked failed with a readable message
+            append_log(run_dir, f"failed: {exc.__class__.__name__}: {exc}")
             _end(ctx, run_id, status=FAILED, error=f"{exc.__class__.__name__}: {exc}")
             return FAILED
+
+
+def _checkpoint_epoch(ctx, run_id: int) -> int | None:
+    with ctx.db.session() as s:
+        return s.scalar(select(TrainingRun.checkpoint_epoch).where(TrainingRun.id == run_id))
 
 
 class LeaseLost(RuntimeError):

@@ -1,7 +1,8 @@
 /* Sharpen dashboard: progressive enhancement for the server-rendered pages (no inline scripts: CSP).
    - batch page: polls the JSON API for progress and re-fetches the results part while the batch runs
    - upload page: drag and drop of files and folders, upload progress for the transfer itself
-   - comparison viewer: side by side or slider, synchronised wheel zoom (to 100 %) and panning, keyboard */
+   - comparison viewer: side by side or slider, synchronised wheel zoom (to 100 %) and panning, keyboard
+   - live parts (a training run's page, a model comparison): poll a JSON URL, re-fetch the changing part */
 "use strict";
 
 function duration(seconds) {
@@ -268,7 +269,50 @@ function compareViewer(viewer) {
   setMode(mode);
 }
 
+/* ---------- live parts: a training run, a model comparison ---------- */
+function livePart(card) {
+  // data-progress-url: JSON polled every data-poll-ms; [data-field] inside the card show its keys
+  // (data-places: decimals); data-revision-keys: when those keys change, data-live-url (HTML) replaces
+  // the element data-target; data-bar (and data-bar-max): the keys the progress bar shows. Stops when final.
+  const pollMs = Number(card.dataset.pollMs) || 1000;
+  const target = document.getElementById(card.dataset.target);
+  const keys = (card.dataset.revisionKeys || "revision").split(",");
+  const bar = card.querySelector("progress");
+  let revision = card.dataset.revision || null, final = card.dataset.final === "true";
+
+  function show(el, value) {
+    if (value === null || value === undefined) { el.textContent = "–"; return; }
+    const places = el.dataset.places;
+    el.textContent = places !== undefined && typeof value === "number" ? value.toFixed(Number(places)) : String(value);
+  }
+  async function tick() {
+    try {
+      const response = await fetch(card.dataset.progressUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (response.ok) {
+        const data = await response.json();
+        card.querySelectorAll("[data-field]").forEach((el) => { if (el.dataset.field in data) show(el, data[el.dataset.field]); });
+        if (bar && card.dataset.bar) {
+          if (card.dataset.barMax) bar.max = data[card.dataset.barMax] || 1;
+          bar.value = data[card.dataset.bar] || 0;
+        }
+        const badge = document.querySelector(".page-head .badge");
+        if (badge && data.status) { badge.textContent = data.status; badge.className = "badge badge-" + data.status; }
+        const next = keys.map((k) => String(data[k])).join("|");
+        if (next !== revision) {
+          const live = await fetch(card.dataset.liveUrl, { cache: "no-store" });
+          if (live.ok) { target.innerHTML = await live.text(); revision = next; }
+        }
+        final = Boolean(data.final) && revision === next;
+        card.dataset.final = String(final);
+      }
+    } catch (err) { /* the server restarts or the network drops: keep trying */ }
+    if (!final) setTimeout(tick, pollMs);
+  }
+  if (!final) setTimeout(tick, Math.min(pollMs, 500));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live-part]").forEach(livePart);
   const card = document.getElementById("progress");
   if (card) liveBatch(card);
   const form = document.getElementById("upload");

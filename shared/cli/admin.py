@@ -1,4 +1,4 @@
-"""Database, model and training-run commands: db, models, retrain, runs."""
+"""Database, model and training-run commands: db, models (add, activate, rollback, compare), retrain, runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -82,16 +82,79 @@ def models_activate(ctx: Context, version_id):
 @click.option("--activate", is_flag=True)
 @click.pass_obj
 def models_add(ctx: Context, path, name, activate):
-    """Register a model file."""
+    """Copy a model file into the storage and register it (every worker that mounts the storage finds it)."""
     from shared.inference import ModelFileError
-    from shared.registry import register_model
+    from shared.registry import add_model_file
 
     with ctx.db.session() as s:
         try:
-            v = register_model(s, Path(path), name, activate=activate)
+            v, created = add_model_file(s, ctx.storage, Path(path), name, activate=activate)
         except ModelFileError as exc:
             raise click.ClickException(str(exc)) from exc
-        click.echo(f"model {v.id} registered{' and active' if v.active else ''}")
+        click.echo(f"model {v.id} {'registered' if created else 'was already registered'} as {v.path}"
+                   f"{' and active' if v.active else ''}")
+
+
+@models.command("rollback")
+@click.pass_obj
+def models_rollback(ctx: Context):
+    """Activate again the version that was active before the current one."""
+    from shared.registry import NothingToRollBack, rollback_model
+
+    with ctx.db.session() as s:
+        try:
+            v = rollback_model(s)
+        except NothingToRollBack as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"rolled back: model {v.id} ({v.name}) is active; new batches use it")
+
+
+@models.command("compare")
+@click.argument("batch_id", type=int)
+@click.argument("version_id", type=int)
+@click.option("--wait", is_flag=True, help="Wait for the re-run, then print both versions' scores.")
+@click.pass_obj
+def models_compare(ctx: Context, batch_id, version_id, wait):
+    """Re-run a batch's finished images with another model version; prints the re-run's batch id, and with
+    --wait the SSIM/PSNR of both versions and the per-image differences."""
+    from scheduler.compare import rerun_with_model
+    from scheduler.control import BatchStateError
+    from scheduler.enqueue import enqueue_batch
+
+    try:
+        rerun_id, created = rerun_with_model(ctx.db, ctx.storage, batch_id, version_id)
+    except (LookupError, BatchStateError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(rerun_id)
+    if created:
+        try:
+            enqueue_batch(ctx.db, ctx.send, rerun_id, ctx.settings.chunk_size)
+        except QueueUnreachable as exc:
+            click.echo(f"batch {rerun_id} is recorded; the queue is not reachable ({exc}), it is sent when the "
+                       "stack runs", err=True)
+    if wait:
+        from scheduler.compare import compare_batches
+
+        from .jobs import wait_for
+
+        wait_for(ctx, rerun_id)
+        with ctx.db.session() as s:
+            found = compare_batches(s, rerun_id)
+        a, b = found["a"], found["b"]
+        for side in (a, b):
+            click.echo(f"{side['label']}: batch {side['batch_id']}, model {side['model_version_id']} "
+                       f"({side['model_name']}): SSIM {_num(side['mean_ssim'], 4)}  "
+                       f"PSNR {_num(side['mean_psnr'], 2)} dB")
+        for row in found["images"]:
+            click.echo(f"  {row['original_name']:<32} SSIM {_num(row['a_ssim'], 4)} → {_num(row['b_ssim'], 4)} "
+                       f"({_num(row['d_ssim'], 4, True)})  PSNR {_num(row['a_psnr'], 2)} → {_num(row['b_psnr'], 2)}")
+        click.echo(f"B − A over the {found['paired']} images both scored: SSIM {_num(found['mean_d_ssim'], 4, True)}"
+                   f", PSNR {_num(found['mean_d_psnr'], 2, True)} dB; B better on {found['b_better']}, worse on "
+                   f"{found['b_worse']}")
+
+
+def _num(value, places: int, signed: bool = False) -> str:
+    return "–" if value is None else (f"{value:+.{places}f}" if signed else f"{value:.{places}f}")
 
 
 @click.command()
@@ -114,7 +177,7 @@ def retrain(ctx: Context, data, preset, arch, teacher, epochs, crop, batch_size,
     """Queue a training run on the train queue; prints the run id."""
     from scheduler.periodic import enqueue_training_run
     from trainer.config import make_config
-    from trainer.service import create_run
+    from trainer.runs import create_run
 
     folders = [str(Path(d).absolute()) for d in data] or [str(Path("data/photos").absolute())]
     try:
@@ -136,7 +199,7 @@ def retrain(ctx: Context, data, preset, arch, teacher, epochs, crop, batch_size,
         while True:
             with ctx.db.session() as s:
                 run = s.get(TrainingRun, run_id)
-            if run.status in ("done", "failed"):
+            if run.status in ("done", "failed", "cancelled"):
                 break
             time.sleep(1)
         click.echo(f"run {run_id} {run.status}: {run.epochs_done}/{run.epochs_total} epochs"
@@ -145,9 +208,23 @@ def retrain(ctx: Context, data, preset, arch, teacher, epochs, crop, batch_size,
 
 @click.command()
 @click.argument("run_id", type=int, required=False)
+@click.option("--cancel", "cancel", is_flag=True, help="Cancel RUN: it stops at its next step, keeping its last "
+                                                      "checkpoint.")
 @click.pass_obj
-def runs(ctx: Context, run_id):
-    """Training runs, or one run's epochs."""
+def runs(ctx: Context, run_id, cancel):
+    """Training runs, or one run's epochs; --cancel RUN stops one."""
+    if cancel:
+        from trainer.runs import RunStateError, cancel_run
+
+        if run_id is None:
+            raise click.UsageError("--cancel needs the run's id: sharpen runs RUN --cancel")
+        try:
+            outcome = cancel_run(ctx.db, run_id)
+        except (LookupError, RunStateError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"run {run_id} cancelled" if outcome == "cancelled" else
+                   f"run {run_id} is stopping: its trainer stops at the next step and keeps its last checkpoint")
+        return
     with ctx.db.session() as s:
         if run_id is None:
             for r in s.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(20)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..architectures import ARCHITECTURES, STUDENT_NAMES, TEACHERS
 from .student import FourConvStudent, StudentSpec
 from .teacher import ResNet18Features, ResNet18UNet, WeightsUnavailable, WienerResNet18UNet, resolve_init
 
@@ -27,8 +28,7 @@ STUDENTS: dict[str, StudentSpec] = {
     # student-s2d-wiener that also blends, per pixel, a bank of other Wiener filters and the input itself
     "student-s2d-wbank": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True),
 }
-TEACHERS = ("teacher", "teacher-wiener")
-ARCHITECTURES = tuple(STUDENTS) + TEACHERS
+assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
 
 
 def build(arch: str, *, teacher_init: str = "random") -> nn.Module:

@@ -1,0 +1,8 @@
+"""The names of the networks (``shared.nets`` builds them), importable without torch: the dashboard's forms
+offer and check them without loading a network library."""
+from __future__ import annotations
+
+STUDENT_NAMES = ("student-seed", "student", "student-dilated", "student-s2d", "student-s2d-dilated",
+                 "student-s2d-hint", "student-s2d-wiener", "student-s2d-wbank")
+TEACHERS = ("teacher", "teacher-wiener")
+ARCHITECTURES = STUDENT_NAMES + TEACHERS
