@@ -31,6 +31,8 @@ class TrainConfig:
     w_pixel: float = 1.0
     w_ssim: float = 0.0                  # weight of (1 - SSIM) to the ground truth: rewards the local contrast
                                          # a pixel loss alone smooths away
+    w_no_harm: float = 0.0               # weight of the pixel error a crop has beyond what the network starts from
+                                         # (its Wiener front end's output, or the input): "first, do no harm"
     w_output_kd: float = 0.0             # student output vs teacher output (needs teacher)
     w_feature_kd: float = 0.0            # ResNet18 features of student output vs those of the teacher output
                                          # (of the ground truth when no teacher is given)

@@ -169,10 +169,13 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                     with torch.no_grad():
                         teacher_out = _run(teacher, blurred, hint, device).float().clamp(0, 1)
                 pred = _run(net, blurred, hint, device)
+                floor = _floor(net, blurred, hint, device) if cfg.w_no_harm > 0 else None
                 if margin:
                     pred, sharp, blurred = (t[..., margin:-margin, margin:-margin] for t in (pred, sharp, blurred))
                     teacher_out = None if teacher_out is None else teacher_out[..., margin:-margin, margin:-margin]
-                loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float())
+                    floor = None if floor is None else floor[..., margin:-margin, margin:-margin]
+                loss, terms = loss_fn(pred.float(), sharp, teacher_out, blurred.float(),
+                                      None if floor is None else floor.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -222,6 +225,16 @@ def _run(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: torc
     if not getattr(net, "uses_hint", False):
         return net(x)
     return net(x, hint[:, : net.hint_size].to(device, non_blocking=True))
+
+
+@torch.no_grad()
+def _floor(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What the network starts from: its Wiener front end's output (``x`` itself for the others)."""
+    front = getattr(net, "front", None)
+    if front is None:
+        return x
+    h = hint.to(device, non_blocking=True)
+    return front(x, h[:, 0], h[:, 1], h[:, 2])
 
 
 def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:

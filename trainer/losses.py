@@ -27,6 +27,14 @@ def balanced_pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, blu
     return (err.mean(dims) / base.mean(dims).clamp_min(1e-4)).mean()
 
 
+def no_harm_loss(pred: torch.Tensor, target: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Mean over crops of max(0, L1(pred) − L1(floor)): zero for every crop the network does not make worse
+    than ``floor``, so it learns to hold back where its correction does not pay."""
+    dims = tuple(range(1, pred.ndim))
+    excess = (pred - target).abs().mean(dims) - (floor - target).abs().mean(dims)
+    return torch.relu(excess).mean()
+
+
 class DistillationLoss(nn.Module):
     """Weighted sum of the three terms; returns (total, {term: detached tensor}) for logging."""
 
@@ -36,7 +44,9 @@ class DistillationLoss(nn.Module):
         self.features = ResNet18Features(cfg.feature_init, cfg.feature_layers) if cfg.w_feature_kd > 0 else None
 
     def forward(self, pred: torch.Tensor, sharp: torch.Tensor, teacher_out: torch.Tensor | None,
-                blurred: torch.Tensor | None = None):
+                blurred: torch.Tensor | None = None, floor: torch.Tensor | None = None):
+        """``floor``: what the network starts from (its Wiener front end's output, or the input); with
+        ``w_no_harm`` each crop whose pixel error exceeds the floor's pays the excess again."""
         cfg = self.cfg
         if cfg.balance_sigma:
             terms = {"pixel": balanced_pixel_loss(cfg.pixel_loss, pred, sharp, blurred) * cfg.w_pixel}
@@ -44,6 +54,8 @@ class DistillationLoss(nn.Module):
             terms = {"pixel": pixel_loss(cfg.pixel_loss, pred, sharp) * cfg.w_pixel}
         if cfg.w_ssim > 0:
             terms["ssim"] = (1 - ssim_torch(pred, sharp).mean()) * cfg.w_ssim
+        if cfg.w_no_harm > 0:
+            terms["no_harm"] = no_harm_loss(pred, sharp, blurred if floor is None else floor) * cfg.w_no_harm
         if cfg.w_output_kd > 0:
             if teacher_out is None:
                 raise ValueError("output distillation needs a teacher (--teacher PATH)")

@@ -211,3 +211,14 @@ def test_wiener_crops_are_told_their_measured_noise(photo_folder):
     loud = torch.stack([noisy[i][3] for i in range(len(noisy))])
     assert (quiet[:, 0] > 0).all() and (quiet[:, 1:] >= 0).all()
     assert float(loud[:, 1].mean()) > 3 * float(quiet[:, 1].mean())
+
+
+def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
+    from trainer.losses import no_harm_loss
+    target = torch.zeros(2, 3, 8, 8)
+    floor = torch.full((2, 3, 8, 8), 0.1)
+    better = torch.full((2, 3, 8, 8), 0.05)
+    assert float(no_harm_loss(better, target, floor)) == 0.0
+    mixed = better.clone()
+    mixed[1] = 0.3                                  # crop 1 is 0.2 worse than its floor, crop 0 is better
+    assert float(no_harm_loss(mixed, target, floor)) == pytest.approx(0.1)
