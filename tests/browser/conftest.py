@@ -23,16 +23,23 @@ def browser():
 @pytest.fixture(scope="session")
 def logged_in(browser, served):
     """A browser context logged in to the served dashboard (the login form, as a person would)."""
+    context = log_in(browser, served, screenshot="login")
+    yield context
+    context.close()
+
+
+def log_in(browser, served, screenshot: str | None = None):
+    """A new browser context, logged in with the login form."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.goto(served.url + "/login")
-    shot(page, "login")
+    if screenshot:
+        shot(page, screenshot)
     page.fill('input[name="token"]', served.token)
     page.click('button[type="submit"]')
     page.wait_for_url(served.url + "/")
     page.close()
-    yield context
-    context.close()
+    return context
 
 
 def shot(page, name: str, full_page: bool = True) -> None:

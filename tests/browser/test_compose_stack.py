@@ -1,0 +1,75 @@
+"""The stack docker-compose.yml describes, run outside docker: gunicorn serving ``dashboard.wsgi:app`` with
+the compose file's options, the compose worker command, PostgreSQL and Redis. The batch page's polling
+must work there as it does under ``sharpen up`` (its development server)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+
+import cv2
+import pytest
+
+from tests.integration.conftest import photo_crops, write_png
+from tests.served import start_compose_like
+
+from .conftest import log_in, shot
+
+IMAGES = 12
+
+
+@pytest.fixture(scope="module")
+def compose_stack(tmp_path_factory):
+    # One chunk holds the whole batch: progress recounted per chunk would jump 0 → 100 %.
+    running, stop = start_compose_like(tmp_path_factory.mktemp("compose"), SHARPEN_CHUNK_SIZE=IMAGES,
+                                       SHARPEN_POLL_MS=200)
+    yield running
+    stop()
+
+
+def progress(served, batch_id: int) -> dict:
+    """What the batch page polls (its data-progress-url)."""
+    with urllib.request.urlopen(f"{served.url}/api/v1/batches/{batch_id}", timeout=10) as r:
+        return json.load(r)
+
+
+def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browser, compose_stack, tmp_path):
+    folder = tmp_path / "pics"
+    for i, crop in enumerate(photo_crops(IMAGES, 224)):  # 448 px: each image takes a visible moment
+        write_png(folder / f"p{i}.png", cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC).clip(0, 1))
+    context = log_in(browser, compose_stack)
+    page = context.new_page()
+    page.goto(compose_stack.url + "/batches/new")
+    page.set_input_files("#folder", str(folder))
+    page.click("#submit")
+    page.wait_for_url(re.compile(r".*/batches/\d+$"))
+    batch_id = int(page.url.rsplit("/", 1)[1])
+    assert page.get_attribute("#progress", "data-progress-url") == f"/api/v1/batches/{batch_id}"
+    page.evaluate("window.__notReloaded = true")
+
+    ended, recorded, bar, deadline = [], [], [], time.time() + 120
+    while True:
+        b = progress(compose_stack, batch_id)
+        value = page.eval_on_selector("#batch-progress", "e => e.value")
+        if not ended or b["ended"] != ended[-1]:
+            ended.append(b["ended"])
+        if not recorded or b["done_count"] + b["failed_count"] != recorded[-1]:
+            recorded.append(b["done_count"] + b["failed_count"])  # the batch row's counters
+        if not bar or value != bar[-1]:
+            bar.append(value)
+        if b["final"] and value >= 100:
+            break
+        assert time.time() < deadline, f"stuck: endpoint {ended}, bar {bar}"
+        time.sleep(0.02)
+    assert b["status"] == "done" and b["counts"]["done"] == IMAGES
+    for seen in (ended, recorded):
+        within_the_chunk = [e for e in seen if 0 < e < IMAGES]
+        assert len(within_the_chunk) >= 3, f"progress did not move per image: {seen}"
+        assert seen == sorted(seen) and seen[-1] == IMAGES
+    assert any(0 < v < 100 for v in bar) and bar[-1] == 100 and bar == sorted(bar), bar
+    assert page.evaluate("window.__notReloaded") is True
+    page.wait_for_selector(".page-head .badge-done")
+    assert page.inner_text('[data-field="ended"]') == str(IMAGES)
+    shot(page, "gunicorn-batch-done")
+    context.close()
