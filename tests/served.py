@@ -3,9 +3,9 @@ first use), each with an API token:
 
 - ``start_served``: Redis, a worker process and ``sharpen dashboard`` (the development server ``sharpen up``
   runs) on a free port, over SQLite.
-- ``start_compose_like``: the commands docker-compose.yml runs (``sharpen db upgrade``, the ``worker``
-  service's command, gunicorn with the ``dashboard`` service's app and options), read from the file itself,
-  over PostgreSQL and Redis, outside docker. Only the bind address differs (127.0.0.1 and a free port).
+- ``start_compose_like``: every command docker-compose.yml runs (``sharpen db upgrade``, the workers, beat,
+  and gunicorn with the ``dashboard`` service's app and options), read from the file itself, over PostgreSQL
+  and Redis, outside docker. Only the bind address differs (127.0.0.1 and a free port).
 """
 from __future__ import annotations
 
@@ -54,15 +54,19 @@ def start_served(tmp: Path):
     return Served(stack, f"http://127.0.0.1:{port}", TOKEN), stop
 
 
-def compose_command(service: str) -> list[str]:
-    """The ``command: [...]`` docker-compose.yml gives ``service`` (written there as a JSON list)."""
-    current = None
+def compose_commands() -> dict[str, list[str]]:
+    """Each service's ``command: [...]`` in docker-compose.yml (written there as JSON lists)."""
+    found, current = {}, None
     for line in COMPOSE.read_text().splitlines():
         if re.fullmatch(r"  [\w-]+:", line):
             current = line.strip()[:-1]
-        elif current == service and line.startswith("    command: "):
-            return json.loads(line.split(":", 1)[1])
-    raise LookupError(f"docker-compose.yml has no command for service {service!r}")
+        elif current and line.startswith("    command: "):
+            found[current] = json.loads(line.split(":", 1)[1])
+    return found
+
+
+def compose_command(service: str) -> list[str]:
+    return compose_commands()[service]
 
 
 def local_argv(command: list[str]) -> list[str]:
@@ -101,8 +105,16 @@ def start_gunicorn(stack: Stack, port: int) -> subprocess.Popen:
     return proc
 
 
+# How each sharpen service of the compose file says it is up; ``redis`` is stood in for by RedisServer.
+READY = {"redis": None, "migrate": None, "dashboard": None, "worker": " ready.", "trainer": " ready.",
+         "sweeper": " ready.", "scheduler": "beat: Starting"}
+
+
 def start_compose_like(tmp: Path, **env):
-    """PostgreSQL, Redis, ``sharpen db upgrade``, the compose worker and gunicorn; returns (Served, stop)."""
+    """PostgreSQL, Redis, and every command of docker-compose.yml: ``migrate`` run to its end, the workers,
+    beat, and gunicorn for the dashboard; returns (Served, stop)."""
+    commands = compose_commands()
+    assert set(commands) == set(READY), f"docker-compose.yml's services changed: {sorted(commands)}"
     db_url, drop = create_postgres_database(postgres_admin_url())
     redis = RedisServer(tmp / "redis").start()
     port = free_port()
@@ -110,10 +122,13 @@ def start_compose_like(tmp: Path, **env):
     try:
         stack = Stack(tmp, db_url, redis.url, SHARPEN_API_TOKEN=TOKEN, SHARPEN_HOST="0.0.0.0", SHARPEN_PORT=port,
                       SHARPEN_LEASE_SECONDS=20, **env)
-        migrate = subprocess.run(local_argv(compose_command("migrate")), env=stack.env, cwd=ROOT,
+        migrate = subprocess.run(local_argv(commands["migrate"]), env=stack.env, cwd=ROOT,
                                  capture_output=True, text=True, timeout=120)
         assert migrate.returncode == 0, migrate.stderr
-        stack.start(*compose_command("worker")[1:])
+        for service, ready in READY.items():
+            if ready:
+                assert commands[service][0] == "sharpen", commands[service]
+                stack.start(*commands[service][1:], ready=ready)
         start_gunicorn(stack, port)
     except BaseException:
         if stack:

@@ -73,3 +73,15 @@ def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browse
     assert page.inner_text('[data-field="ended"]') == str(IMAGES)
     shot(page, "gunicorn-batch-done")
     context.close()
+
+
+def test_every_compose_service_is_up_and_the_workers_panel_sees_them(browser, compose_stack):
+    """Beat, the trainer and the sweeper started from the compose file's commands, and still run."""
+    assert all(proc.poll() is None for proc in compose_stack.stack.procs)
+    with urllib.request.urlopen(f"{compose_stack.url}/api/v1/workers", timeout=10) as r:
+        workers = json.load(r)["workers"]
+    assert sorted(q for w in workers for q in w["queues"]) == ["scheduler", "sharpen", "train"]
+    page = browser.new_page()
+    page.goto(compose_stack.url + "/workers")
+    assert page.locator("#workers tbody tr").count() == 3
+    page.close()
