@@ -13,6 +13,7 @@ from . import files, queries
 from .context import current
 from .security import api_write
 from .uploads import UploadError, submit_upload
+from .workers import panel
 
 bp = Blueprint("api", __name__)
 
@@ -150,9 +151,7 @@ def thumbnail(batch_id: int, job_id: int, kind: str):
 
 @bp.get("/workers")
 def workers():
-    st = current()
-    found = st.queue.workers()
-    return jsonify(workers=found, queues=st.queue.lengths(), broker=st.queue.broker_for_display())
+    return jsonify(panel(current()))
 
 
 @bp.errorhandler(UploadError)

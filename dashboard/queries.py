@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
+from shared.models import (CANCELLED, DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, TrainingRun,
+                           utcnow)
 
 FINAL = (DONE, CANCELLED)
 BATCH_FIELDS = ("id", "name", "mode", "sigma", "status", "total", "done_count", "failed_count", "mean_ssim",
@@ -171,9 +172,26 @@ def done_jobs(s: Session, batch_id: int) -> list[ImageJob]:
                           .order_by(ImageJob.position)))
 
 
-def jobs_by_ids(s: Session, job_ids: list[int]) -> dict[int, tuple[int, str]]:
-    """job id → (batch id, original name), for the workers panel."""
+def batch_ids_of(s: Session, job_ids: list[int]) -> dict[int, int]:
+    """job id → its batch id (the workers panel says which batch a worker is sharpening)."""
     if not job_ids:
         return {}
-    return {i: (b, n) for i, b, n in s.execute(select(ImageJob.id, ImageJob.batch_id, ImageJob.original_name)
-                                               .where(ImageJob.id.in_(job_ids)))}
+    return dict(s.execute(select(ImageJob.id, ImageJob.batch_id).where(ImageJob.id.in_(job_ids))).all())
+
+
+def work_in_hand(s: Session, now: datetime | None = None) -> dict[str, dict]:
+    """What each worker process holds under a live lease, by the name it claims with (``host:pid``): images
+    with their batch, or a training run. A solo-pool worker busy with a task does not answer the workers
+    panel's broadcast until the task ends; the database still says what it is doing."""
+    now = now or utcnow()
+    held: dict[str, dict] = {}
+    for job_id, batch_id, worker in s.execute(
+            select(ImageJob.id, ImageJob.batch_id, ImageJob.worker).where(
+                ImageJob.status == RUNNING, ImageJob.lease_expires_at > now).order_by(ImageJob.id)):
+        task = held.setdefault(worker, {"name": "sharpen", "job_ids": [], "batch_id": batch_id, "run_id": None})
+        task["job_ids"].append(job_id)
+    for run_id, worker in s.execute(select(TrainingRun.id, TrainingRun.worker).where(
+            TrainingRun.status == RUNNING, TrainingRun.lease_expires_at > now)):
+        held[worker] = {"name": "train", "job_ids": None, "batch_id": None, "run_id": run_id}
+    return held
+

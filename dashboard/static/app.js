@@ -1,7 +1,8 @@
 /* Sharpen dashboard: progressive enhancement for the server-rendered pages (no inline scripts: CSP).
    - batch page: polls the JSON API for progress and re-fetches the results part while the batch runs
    - upload page: drag and drop of files and folders, upload progress for the transfer itself
-   - comparison viewer: side by side or slider, synchronised wheel zoom (to 100 %) and panning, keyboard */
+   - comparison viewer: side by side or slider, synchronised wheel zoom (to 100 %) and panning, keyboard
+   - workers panel: polls the JSON API and redraws the queue lengths and the workers online */
 "use strict";
 
 function duration(seconds) {
@@ -268,6 +269,64 @@ function compareViewer(viewer) {
   setMode(mode);
 }
 
+/* ---------- workers panel ---------- */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function workersPanel(panel) {
+  const pollMs = Number(panel.dataset.pollMs) || 5000;
+  const batchUrl = (id) => panel.dataset.batchUrl.replace(/0$/, String(id));
+  const updated = document.getElementById("workers-updated");
+
+  function doing(tasks) {
+    if (!tasks.length) return [el("span", { class: "muted" }, "idle")];
+    const out = [];
+    for (const t of tasks) {
+      if (t.job_ids && t.job_ids.length) {
+        const n = t.job_ids.length;
+        out.push("sharpening " + n + " image" + (n === 1 ? "" : "s"));
+        if (t.batch_id) out.push(" of ", el("a", { href: batchUrl(t.batch_id) }, "batch " + t.batch_id));
+      } else out.push(t.run_id ? "training run " + t.run_id : String(t.name));
+      out.push(el("br"));
+    }
+    return out;
+  }
+
+  function draw(data) {
+    for (const cell of panel.querySelectorAll("[data-queue]")) {
+      const n = data.queues[cell.dataset.queue];
+      cell.textContent = n === null || n === undefined ? "–" : n;
+    }
+    document.getElementById("broker-down").hidden = !Object.values(data.queues).some((n) => n === null);
+    const rows = data.workers.map((w) => el("tr", {},
+      el("td", {}, w.name.split("@")[0] + " ", el("span", { class: "muted small" }, "pid " + (w.pid || "–")),
+        ...(w.busy ? [" ", el("span", { class: "badge badge-running" }, "busy")] : [])),
+      el("td", {}, w.host), el("td", {}, (w.queues || []).join(", ")), el("td", {}, w.device || "–"),
+      el("td", { class: "hide-narrow" }, (w.pool || "–") + " × " + (w.concurrency || 1)),
+      el("td", {}, ...doing(w.tasks))));
+    document.querySelector("#workers tbody").replaceChildren(...rows);
+    document.getElementById("workers-count").textContent = data.workers.length;
+    document.querySelector("#workers").closest(".table-wrap").hidden = !data.workers.length;
+    document.getElementById("no-workers").hidden = data.workers.length > 0;
+    updated.textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  async function tick() {
+    if (!document.hidden) {  // each refresh asks every worker: not for a tab nobody looks at
+      try {
+        const response = await fetch(panel.dataset.workersUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+        if (response.ok) draw(await response.json());
+      } catch (err) { /* the dashboard restarts: keep trying */ }
+    }
+    setTimeout(tick, pollMs);
+  }
+  setTimeout(tick, pollMs);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const card = document.getElementById("progress");
   if (card) liveBatch(card);
@@ -275,4 +334,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (form) uploadForm(form);
   const viewer = document.getElementById("viewer");
   if (viewer) compareViewer(viewer);
+  const workers = document.getElementById("workers-panel");
+  if (workers) workersPanel(workers);
 });

@@ -231,3 +231,28 @@ def test_the_upload_bar_shows_the_transfer(logged_in, served, tmp_path):
     batch = api(served, "/batches/" + page.url.rsplit("/", 1)[1])
     assert (batch["name"], batch["total"]) == ("noisy", 3)
     page.close()
+
+
+def test_the_workers_panel_refreshes_itself(logged_in, served):
+    """A worker that starts shows up on an open workers page, and goes when it stops, without a reload."""
+    import os
+    import signal
+
+    page = logged_in.new_page()
+    page.goto(served.url + "/workers")
+    rows = "document.querySelectorAll('#workers tbody tr').length"
+    assert page.evaluate(rows) == 1 and "idle" in page.inner_text("#workers")
+    page.evaluate("window.__notReloaded = true")
+    trainer = served.stack.start("worker", "--queue", "train")
+    try:
+        wait_until(page, rows + " === 2", timeout=30)
+        assert "train" in page.inner_text("#workers") and page.inner_text("#workers-count") == "2"
+        assert page.inner_text("#workers-updated").startswith("updated ")
+        shot(page, "workers-two")
+    finally:
+        os.killpg(trainer.pid, signal.SIGTERM)
+        trainer.wait(timeout=30)
+    wait_until(page, rows + " === 1", timeout=30)
+    assert "train" not in page.inner_text("#workers") and page.inner_text("#workers-count") == "1"
+    assert page.evaluate("window.__notReloaded") is True
+    page.close()

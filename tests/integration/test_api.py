@@ -300,3 +300,37 @@ def test_pages_render_batches_with_and_without_scores(client, pngs):
     r = client.get("/")
     assert r.status_code == 200 and "a.png" in r.text
     assert client.get("/api/v1/batches").json["batches"][0]["ssim_gain"] is None
+
+
+def test_the_workers_panel_knows_busy_workers_by_their_leases(client, stack, pngs):
+    """A solo worker busy with a task does not answer the broadcast; the image it holds under a live lease
+    still shows it online, doing that image (an expired lease shows nothing)."""
+    import socket
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared.models import RUNNING, ImageJob, utcnow
+
+    batch_id = submit(client, [("a.png", pngs[0]), ("b.png", pngs[1])]).json["id"]
+    first, second = [im["id"] for im in client.get(f"/api/v1/batches/{batch_id}/metrics").json["images"]]
+
+    def hold(job_id, worker, seconds):
+        with stack.db.session() as s:
+            s.execute(update(ImageJob).where(ImageJob.id == job_id).values(
+                status=RUNNING, worker=worker, lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+
+    hold(first, "gpu-box:4242", 60)
+    hold(second, "gpu-box:4243", -1)
+    workers = client.get("/api/v1/workers").json["workers"]
+    assert [(w["name"], w["host"], w["pid"], w["queues"], w["busy"]) for w in workers] == [
+        ("gpu-box:4242", "gpu-box", 4242, ["sharpen"], True)]
+    assert [(t["job_ids"], t["batch_id"]) for t in workers[0]["tasks"]] == [([first], batch_id)]
+    page = client.get("/workers").text
+    assert "sharpening 1 image of" in page and f'href="/batches/{batch_id}"' in page and "busy" in page
+
+    trainer = stack.start("worker", "--queue", "train")  # answers the broadcast; not a consumer of this batch
+    hold(first, f"{socket.gethostname()}:{trainer.pid}", 60)
+    workers = client.get("/api/v1/workers").json["workers"]
+    assert len(workers) == 1 and workers[0]["name"].startswith("train-") and workers[0]["pid"] == trainer.pid
+    assert workers[0]["busy"] and [(t["job_ids"], t["batch_id"]) for t in workers[0]["tasks"]] == [([first], batch_id)]
