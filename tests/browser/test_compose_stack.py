@@ -41,6 +41,7 @@ def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browse
     context = log_in(browser, compose_stack)
     page = context.new_page()
     page.goto(compose_stack.url + "/batches/new")
+    page.check('input[name="mode"][value="synthetic"]')  # scored: σ = 2 (the form's default)
     page.set_input_files("#folder", str(folder))
     page.click("#submit")
     page.wait_for_url(re.compile(r".*/batches/\d+$"))
@@ -49,8 +50,11 @@ def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browse
     page.evaluate("window.__notReloaded = true")
 
     ended, recorded, bar, deadline = [], [], [], time.time() + 120
+    means_while_running = set()
     while True:
         b = progress(compose_stack, batch_id)
+        if 0 < b["ended"] < IMAGES:
+            means_while_running.add(b["mean_ssim"])
         value = page.eval_on_selector("#batch-progress", "e => e.value")
         if not ended or b["ended"] != ended[-1]:
             ended.append(b["ended"])
@@ -68,6 +72,7 @@ def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browse
         assert len(within_the_chunk) >= 3, f"progress did not move per image: {seen}"
         assert seen == sorted(seen) and seen[-1] == IMAGES
     assert any(0 < v < 100 for v in bar) and bar[-1] == 100 and bar == sorted(bar), bar
+    assert None not in means_while_running and len(means_while_running) >= 2  # as of now, not of the chunk's end
     assert page.evaluate("window.__notReloaded") is True
     page.wait_for_selector(".page-head .badge-done")
     assert page.inner_text('[data-field="ended"]') == str(IMAGES)
