@@ -29,8 +29,9 @@ def logged_in(browser, served):
 
 
 def log_in(browser, served, screenshot: str | None = None):
-    """A new browser context, logged in with the login form."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    """A new browser context, logged in with the login form (no animations: screenshots show end states)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
+                                  reduced_motion="reduce")
     page = context.new_page()
     page.goto(served.url + "/login")
     if screenshot:

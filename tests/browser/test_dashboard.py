@@ -145,6 +145,7 @@ def test_a_zip_with_a_corrupt_image_fails_alone(logged_in, served, tmp_path):
     assert page.locator("#images tr.status-done").count() == 5
     assert page.inner_text('[data-field="failed"]') == "1"
     assert page.is_visible("#retry")
+    assert page.eval_on_selector("#batch-progress", "e => e.value") == 100  # a failure has ended too
     shot(page, "batch-with-failure")
     page.close()
 
