@@ -90,3 +90,23 @@ def test_every_compose_service_is_up_and_the_workers_panel_sees_them(browser, co
     page.goto(compose_stack.url + "/workers")
     assert page.locator("#workers tbody tr").count() == 3
     page.close()
+
+
+def test_the_cli_wait_bar_moves_per_image_locally_and_over_http(compose_stack, tmp_path):
+    """``sharpen submit --wait`` reads the batch row (beside the database) or the API (``--server``): both
+    bars pass through counts inside the batch's only chunk."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "cli"
+    for i, crop in enumerate(photo_crops(IMAGES, 224)):
+        write_png(folder / f"c{i}.png", cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC).clip(0, 1))
+    stack = compose_stack.stack
+    remote = ["--server", compose_stack.url, "--token", compose_stack.token]
+    for where in (["--name", "local"], ["--name", "remote", *remote]):
+        out = subprocess.run([sys.executable, "-m", "shared.cli", "submit", str(folder), "--wait", "--timeout", "120",
+                              *where], env=stack.env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert f"done: {IMAGES}/{IMAGES} ({IMAGES} done, 0 failed)" in out.stdout, out.stdout
+        counts = {int(n) for n in re.findall(rf"(\d+)/{IMAGES} \[", out.stderr)}
+        assert len({n for n in counts if 0 < n < IMAGES}) >= 2, (where[1], out.stderr[-2000:])
