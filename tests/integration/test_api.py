@@ -185,6 +185,9 @@ def test_html_forms_need_the_csrf_token(client, pngs):
     r = client.post("/batches/new", data={"files": files(("a.png", pngs[0])), "mode": "odd", "csrf_token": token},
                     content_type="multipart/form-data", headers={"Accept": "application/json"})
     assert r.status_code == 400 and "unknown mode" in r.json["error"]  # the upload page's XHR
+    r = client.post("/batches/new", data={"files": files(("big.png", bytes(5 << 20))), "csrf_token": token},
+                    content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert r.status_code == 413 and "larger than the 4 MiB allowed" in r.json["error"]  # shown by the page
 
 
 def test_pages_need_a_login_when_a_token_is_set(stack, pngs):
