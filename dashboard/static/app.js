@@ -14,6 +14,7 @@ function duration(seconds) {
 }
 
 function megabytes(n) { return (n / 1048576).toFixed(1) + " MB"; }
+function size(n) { return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " KB" : megabytes(n); }
 
 /* ---------- batch page: live progress ---------- */
 function liveBatch(card) {
@@ -102,7 +103,7 @@ function uploadForm(form) {
   function summarise() {
     const list = selection();
     const bytes = list.reduce((n, item) => n + item.file.size, 0);
-    chosen.textContent = list.length ? list.length + " file" + (list.length === 1 ? "" : "s") + " chosen, " + megabytes(bytes) : "No files chosen.";
+    chosen.textContent = list.length ? list.length + " file" + (list.length === 1 ? "" : "s") + " chosen, " + size(bytes) : "No files chosen.";
   }
   inputs.files.addEventListener("change", summarise);
   inputs.folder.addEventListener("change", summarise);

@@ -162,6 +162,11 @@ def test_upload_refusals_show_on_the_page(logged_in, served, tmp_path):
     page.wait_for_selector("#upload-error:not([hidden])")
     assert "zip slip" in page.inner_text("#upload-error")
     shot(page, "upload-refused")
+    page.set_viewport_size({"width": 400, "height": 860})
+    shot(page, "upload-narrow")
+    response = page.goto(served.url + "/batches/99999")
+    assert response.status == 404 and "There is no batch 99999." in page.inner_text("main")
+    shot(page, "not-found-narrow")
     page.close()
 
 
