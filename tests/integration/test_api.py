@@ -337,3 +337,33 @@ def test_the_workers_panel_knows_busy_workers_by_their_leases(client, stack, png
     workers = client.get("/api/v1/workers").json["workers"]
     assert len(workers) == 1 and workers[0]["name"].startswith("train-") and workers[0]["pid"] == trainer.pid
     assert workers[0]["busy"] and [(t["job_ids"], t["batch_id"]) for t in workers[0]["tasks"]] == [([first], batch_id)]
+
+
+def test_an_image_over_the_pixel_limit_fails_alone_with_the_limit_named(make_stack, sqlite_url, redis_url):
+    stack = make_stack(sqlite_url, redis_url, SHARPEN_MAX_PIXELS=2000)
+    stack.start("worker", "--queue", "sharpen")
+    _, client = make_client(stack)
+    small, big = photo_crops(1, 40)[0], photo_crops(1, 48)[0]  # 1,600 and 2,304 pixels
+    batch_id = submit(client, [("small.png", png(small)), ("big.png", png(big))]).json["id"]
+    stack.wait_batch(batch_id)
+    images = {im["original_name"]: im for im in client.get(f"/api/v1/batches/{batch_id}/metrics").json["images"]}
+    assert images["small.png"]["status"] == DONE
+    assert images["big.png"]["status"] == FAILED
+    assert images["big.png"]["error"] == "big.png: too large: 48x48 pixels, the limit is 2,000"
+
+
+def test_uploaded_files_are_spooled_to_disk_under_the_storage_root(stack, pngs):
+    """The request parser writes every uploaded file, small or large, to a file in STORAGE_ROOT/uploads (not
+    memory, not /tmp)."""
+    import os
+
+    app, _ = make_client(stack)
+    data = {"files": files(("a.png", pngs[0]), ("big.png", bytes(1 << 20)))}
+    with app.test_request_context("/api/v1/batches", method="POST", data=data, content_type="multipart/form-data"):
+        from flask import request
+
+        streams = [f.stream for f in request.files.getlist("files")]
+        assert len(streams) == 2
+        for stream in streams:
+            where = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+            assert where.startswith(str(stack.storage.root / "uploads")), where
