@@ -26,12 +26,16 @@ def logged_in(browser, served):
     context = log_in(browser, served, screenshot="login")
     yield context
     context.close()
+    assert context.console_errors == [], "the pages logged errors (a Content-Security-Policy refusal?)"
 
 
 def log_in(browser, served, screenshot: str | None = None):
     """A new browser context, logged in with the login form (no animations: screenshots show end states)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
                                   reduced_motion="reduce")
+    context.console_errors = []  # CSP refusals and script errors, from every page of the context
+    context.on("console", lambda m: m.type == "error" and not _expected(m) and context.console_errors.append(m.text))
+    context.on("weberror", lambda e: context.console_errors.append(str(e.error)))
     page = context.new_page()
     page.goto(served.url + "/login")
     if screenshot:
@@ -48,3 +52,9 @@ def shot(page, name: str, full_page: bool = True) -> None:
     folder = ARTIFACTS / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page)
+
+
+def _expected(message) -> bool:
+    """Errors the tests cause on purpose: a refused upload's 4xx, a 404 page."""
+    return "the server responded with a status of 4" in message.text
+

@@ -78,6 +78,7 @@ def test_under_gunicorn_progress_moves_per_image_and_the_page_reaches_100(browse
     assert page.inner_text('[data-field="ended"]') == str(IMAGES)
     shot(page, "gunicorn-batch-done")
     context.close()
+    assert context.console_errors == []
 
 
 def test_every_compose_service_is_up_and_the_workers_panel_sees_them(browser, compose_stack):
