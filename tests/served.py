@@ -55,13 +55,17 @@ def start_served(tmp: Path):
 
 
 def compose_commands() -> dict[str, list[str]]:
-    """Each service's ``command: [...]`` in docker-compose.yml (written there as JSON lists)."""
-    found, current = {}, None
+    """Each service's ``command: [...]`` in docker-compose.yml (written there as JSON lists, maybe wrapped)."""
+    found, current, pending = {}, None, None
     for line in COMPOSE.read_text().splitlines():
-        if re.fullmatch(r"  [\w-]+:", line):
+        if pending is not None:
+            pending += line
+        elif re.fullmatch(r"  [\w-]+:", line):
             current = line.strip()[:-1]
         elif current and line.startswith("    command: "):
-            found[current] = json.loads(line.split(":", 1)[1])
+            pending = line.split(":", 1)[1]
+        if pending is not None and pending.rstrip().endswith("]"):
+            found[current], pending = json.loads(pending), None
     return found
 
 

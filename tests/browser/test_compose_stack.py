@@ -111,3 +111,28 @@ def test_the_cli_wait_bar_moves_per_image_locally_and_over_http(compose_stack, t
         assert f"done: {IMAGES}/{IMAGES} ({IMAGES} done, 0 failed)" in out.stdout, out.stdout
         counts = {int(n) for n in re.findall(rf"(\d+)/{IMAGES} \[", out.stderr)}
         assert len({n for n in counts if 0 < n < IMAGES}) >= 2, (where[1], out.stderr[-2000:])
+
+
+def test_slow_uploads_do_not_stall_the_pages(compose_stack):
+    """Three uploads that trickle in (as over a slow link) hold three of gunicorn's threads; the progress
+    endpoint still answers at once (with the sync worker class they would hold both processes)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(compose_stack.url)
+    head = (f"POST /api/v1/batches HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Authorization: Bearer {compose_stack.token}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            "Content-Length: 10000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"files\"; "
+            "filename=\"a.png\"\r\n\r\n").encode()
+    slow = [socket.create_connection((address.hostname, address.port)) for _ in range(3)]
+    try:
+        for s in slow:
+            s.sendall(head + bytes(1000))
+        time.sleep(0.5)
+        t0 = time.time()
+        with urllib.request.urlopen(compose_stack.url + "/api/v1/batches", timeout=10) as r:
+            assert r.status == 200
+        assert time.time() - t0 < 3
+    finally:
+        for s in slow:
+            s.close()
