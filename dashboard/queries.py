@@ -208,4 +208,3 @@ def work_in_hand(s: Session, now: datetime | None = None) -> dict[str, dict]:
             TrainingRun.status == RUNNING, TrainingRun.lease_expires_at > now)):
         held[worker] = {"name": "train", "job_ids": None, "batch_id": None, "run_id": run_id}
     return held
-
