@@ -29,7 +29,8 @@ from shared.quality_table import baseline_methods, family_table, format_family_t
 
 MODELS = {
     "DEFAULT (models/student-default.pt)": "models/student-default.pt",
-    "previous default (variants/s2d-hint-jitter.pt)": "models/variants/s2d-hint-jitter.pt",
+    "zero-correction Wiener (variants/s2d-wiener-guarded.pt)": "models/variants/s2d-wiener-guarded.pt",
+    "issue-time default (variants/s2d-hint-jitter.pt)": "models/variants/s2d-hint-jitter.pt",
 }
 
 

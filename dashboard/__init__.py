@@ -67,12 +67,13 @@ def create_app(settings: Settings | None = None, config: DashboardConfig | None 
 
 
 def _error(exc: HTTPException):
-    """JSON errors under /api/, a page elsewhere; always the right status and a message a person can read."""
+    """JSON errors under /api/ and for a page's script (Accept: application/json), a page elsewhere; always
+    the right status and a message a person can read."""
     message = exc.description or exc.name
     if isinstance(exc, RequestEntityTooLarge) and message == RequestEntityTooLarge.description:
         limit = current_app.config["MAX_CONTENT_LENGTH"] / 2 ** 20
         message = f"the upload is larger than the {limit:.0f} MiB allowed (SHARPEN_MAX_UPLOAD_MB)"
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
         response = jsonify(error=message, status=exc.code)
     else:
         response = make_response(render_template("error.html", code=exc.code, name=exc.name, message=message))

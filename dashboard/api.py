@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, stream_with_context, url_for
 
-from scheduler.control import BatchStateError, cancel_batch, retry_failed
-
 from . import files, queries
+from .actions import BatchStateError, batch_action, submit_request
 from .context import current
 from .security import api_write
-from .uploads import UploadError, submit_upload
+from .uploads import UploadError
+from .workers import panel
 
 bp = Blueprint("api", __name__)
 
@@ -20,7 +20,7 @@ bp = Blueprint("api", __name__)
 def batch_or_404(s, batch_id: int):
     batch = queries.get_batch(s, batch_id)
     if batch is None:
-        abort(404, description=f"no batch {batch_id}")
+        abort(404, description=f"There is no batch {batch_id}.")
     return batch
 
 
@@ -49,8 +49,7 @@ def list_batches():
 @api_write
 def submit():
     try:
-        batch_id, sent = submit_upload(current(), request.files.getlist("files"),
-                                       request.files.getlist("references"), request.form)
+        batch_id, sent = submit_request()
     except UploadError as exc:
         abort(exc.status, description=str(exc))
     with current().db.session() as s:
@@ -78,26 +77,21 @@ def metrics(batch_id: int):
 @bp.post("/batches/<int:batch_id>/retry")
 @api_write
 def retry(batch_id: int):
-    st = current()
-    try:
-        n = retry_failed(st.db, st.queue.send, batch_id, st.settings.chunk_size)
-    except LookupError as exc:
-        abort(404, description=str(exc))
-    except BatchStateError as exc:
-        abort(409, description=str(exc))
-    return jsonify(batch_id=batch_id, requeued=n)
+    return _act("retry", batch_id, "requeued")
 
 
 @bp.post("/batches/<int:batch_id>/cancel")
 @api_write
 def cancel(batch_id: int):
+    return _act("cancel", batch_id, "cancelled")
+
+
+def _act(action: str, batch_id: int, key: str):
     try:
-        n = cancel_batch(current().db, batch_id)
-    except LookupError as exc:
-        abort(404, description=str(exc))
+        n = batch_action(action, batch_id)
     except BatchStateError as exc:
         abort(409, description=str(exc))
-    return jsonify(batch_id=batch_id, cancelled=n)
+    return jsonify({"batch_id": batch_id, key: n})
 
 
 @bp.get("/batches/<int:batch_id>/download")
@@ -113,46 +107,36 @@ def download_all(batch_id: int):
         "Content-Disposition": f'attachment; filename="sharpen-batch-{batch.id}.zip"'})
 
 
-def _kind_or_404(kind: str) -> str:
+def _file_or_404(batch_id: int, job_id: int, kind: str, make):
+    """(the job, the file ``make(storage, job, kind)`` gives), or 404 with what is missing."""
     if kind not in files.KINDS:
         abort(404, description=f"unknown file kind {kind!r}: one of {', '.join(files.KINDS)}")
-    return kind
+    st = current()
+    with st.db.session() as s:
+        job = image_or_404(s, batch_id, job_id)
+    path = make(st.storage, job, kind)
+    if path is None:
+        abort(404, description=f"image {job_id} has no {kind} file (yet)")
+    return job, path
 
 
 @bp.get("/batches/<int:batch_id>/images/<int:job_id>/<kind>")
 def image_file(batch_id: int, job_id: int, kind: str):
     """One image's input, output or reference; ``?view=1`` gives a copy a browser can show."""
-    _kind_or_404(kind)
-    st = current()
-    with st.db.session() as s:
-        job = image_or_404(s, batch_id, job_id)
-    if request.args.get("view"):
-        path = files.display_copy(st.storage, job, kind)
-    else:
-        path = files.stored_path(st.storage, job, kind)
-    if path is None:
-        abort(404, description=f"image {job_id} has no {kind} file (yet)")
-    return send_file(path, download_name=files.download_name(job, path), as_attachment=not request.args.get("view"),
-                     max_age=3600)
+    view = bool(request.args.get("view"))
+    job, path = _file_or_404(batch_id, job_id, kind, files.display_copy if view else files.stored_path)
+    return send_file(path, download_name=files.download_name(job, path), as_attachment=not view, max_age=3600)
 
 
 @bp.get("/batches/<int:batch_id>/images/<int:job_id>/<kind>/thumbnail")
 def thumbnail(batch_id: int, job_id: int, kind: str):
-    _kind_or_404(kind)
-    st = current()
-    with st.db.session() as s:
-        job = image_or_404(s, batch_id, job_id)
-    path = files.thumbnail(st.storage, job, kind)
-    if path is None:
-        abort(404, description=f"image {job_id} has no {kind} file (yet)")
+    _, path = _file_or_404(batch_id, job_id, kind, files.thumbnail)
     return send_file(path, mimetype="image/jpeg", max_age=86400)
 
 
 @bp.get("/workers")
 def workers():
-    st = current()
-    found = st.queue.workers()
-    return jsonify(workers=found, queues=st.queue.lengths(), broker=st.queue.broker_for_display())
+    return jsonify(panel(current()))
 
 
 @bp.errorhandler(UploadError)

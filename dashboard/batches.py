@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from scheduler.control import BatchStateError, cancel_batch, retry_failed
 from shared.models import MODES
 
 from . import queries
+from .actions import BatchStateError, batch_action, submit_request
 from .context import current
 from .security import check_csrf, login_required
-from .uploads import UploadError, submit_upload
+from .uploads import UploadError
 
 bp = Blueprint("batches", __name__)
 bp.before_request(check_csrf)
@@ -39,8 +39,7 @@ def new():
 @login_required
 def create():
     try:
-        batch_id, sent = submit_upload(current(), request.files.getlist("files"),
-                                       request.files.getlist("references"), request.form)
+        batch_id, sent = submit_request()
     except UploadError as exc:
         if wants_json():
             return jsonify(error=str(exc), status=exc.status), exc.status
@@ -101,25 +100,19 @@ def compare(batch_id: int, job_id: int):
 @bp.post("/batches/<int:batch_id>/retry")
 @login_required
 def retry(batch_id: int):
-    st = current()
-    try:
-        n = retry_failed(st.db, st.queue.send, batch_id, st.settings.chunk_size)
-        flash(f"{n} image{'s' if n != 1 else ''} queued again.")
-    except LookupError:
-        abort(404, description=f"There is no batch {batch_id}.")
-    except BatchStateError as exc:
-        flash(str(exc))
-    return redirect(url_for("batches.batch_page", batch_id=batch_id), 303)
+    return _act("retry", batch_id, "{n} image{s} queued again.")
 
 
 @bp.post("/batches/<int:batch_id>/cancel")
 @login_required
 def cancel(batch_id: int):
+    return _act("cancel", batch_id, "Batch cancelled: {n} image{s} will not be processed.")
+
+
+def _act(action: str, batch_id: int, done: str):
     try:
-        n = cancel_batch(current().db, batch_id)
-        flash(f"Batch cancelled: {n} image{'s' if n != 1 else ''} will not be processed.")
-    except LookupError:
-        abort(404, description=f"There is no batch {batch_id}.")
+        n = batch_action(action, batch_id)
+        flash(done.format(n=n, s="s" if n != 1 else ""))
     except BatchStateError as exc:
         flash(str(exc))
     return redirect(url_for("batches.batch_page", batch_id=batch_id), 303)

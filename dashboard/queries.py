@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, utcnow
+from shared.models import (CANCELLED, DONE, FAILED, QUEUED, RUNNING, Batch, ImageJob, ModelVersion, TrainingRun,
+                           utcnow)
 
 FINAL = (DONE, CANCELLED)
 BATCH_FIELDS = ("id", "name", "mode", "sigma", "status", "total", "done_count", "failed_count", "mean_ssim",
@@ -61,21 +62,34 @@ def get_batch(s: Session, batch_id: int) -> Batch | None:
     return s.get(Batch, batch_id)
 
 
-def status_counts(s: Session, batch_id: int) -> dict[str, int]:
+def tally(s: Session, batch_id: int) -> tuple[dict[str, int], dict[str, float | None]]:
+    """Images per status, and the done images' means and megapixels as of now (the batch row has them as of
+    its last recount, once per chunk): one GROUP BY over the batch's images."""
     counts = dict.fromkeys((QUEUED, RUNNING, DONE, FAILED, CANCELLED), 0)
-    for status, n in s.execute(select(ImageJob.status, func.count()).where(ImageJob.batch_id == batch_id)
-                               .group_by(ImageJob.status)):
+    done = {"mean_ssim": None, "mean_psnr": None, "mean_input_ssim": None, "mean_input_psnr": None,
+            "megapixels": 0.0}
+    for status, n, *values in s.execute(
+            select(ImageJob.status, func.count(), func.avg(ImageJob.ssim), func.avg(ImageJob.psnr),
+                   func.avg(ImageJob.input_ssim), func.avg(ImageJob.input_psnr),
+                   func.sum(ImageJob.width * ImageJob.height))
+            .where(ImageJob.batch_id == batch_id).group_by(ImageJob.status)):
         counts[status] = n
-    return counts
+        if status == DONE:
+            done = {k: None if v is None else float(v) for k, v in zip(done, values)}
+            done["megapixels"] = (done["megapixels"] or 0.0) / 1e6
+    return counts, done
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None else max(0.0, ((end or utcnow()) - start).total_seconds())
 
 
-def batch_view(b: Batch, model_name: str | None = None, counts: dict | None = None) -> dict:
-    """A batch as the API returns it: its fields, timing, and progress (throughput and ETA while it runs)."""
+def batch_view(b: Batch, model_name: str | None = None, counts: dict | None = None,
+               done: dict | None = None) -> dict:
+    """A batch as the API returns it: its fields, timing, and progress (throughput and ETA while it runs);
+    with ``counts`` and ``done`` from ``tally``, as of now rather than as of the last recount."""
     data = {k: getattr(b, k) for k in BATCH_FIELDS}
+    data.update(done or {})
     data.update(model_version_id=b.model_version_id, model_name=model_name, parent_batch_id=b.parent_batch_id,
                 created_at=b.created_at.isoformat() if b.created_at else None,
                 started_at=b.started_at.isoformat() if b.started_at else None,
@@ -92,15 +106,16 @@ def batch_view(b: Batch, model_name: str | None = None, counts: dict | None = No
                 elapsed_s=elapsed, images_per_s=rate, final=b.status in FINAL,
                 eta_s=(left / rate) if rate and b.status not in FINAL else None,
                 age_s=_seconds(b.created_at, None))
-    scored = b.mean_ssim is not None and b.mean_input_ssim is not None
-    data["ssim_gain"] = b.mean_ssim - b.mean_input_ssim if scored else None
+    scored = data["mean_ssim"] is not None and data["mean_input_ssim"] is not None
+    data["ssim_gain"] = data["mean_ssim"] - data["mean_input_ssim"] if scored else None
     return data
 
 
 def batch_detail(s: Session, b: Batch) -> dict:
     name = s.scalar(select(ModelVersion.name).where(ModelVersion.id == b.model_version_id)) \
         if b.model_version_id else None
-    return batch_view(b, model_name=name, counts=status_counts(s, b.id))
+    counts, done = tally(s, b.id)
+    return batch_view(b, model_name=name, counts=counts, done=done)
 
 
 def image_view(j: ImageJob) -> dict:
@@ -171,9 +186,25 @@ def done_jobs(s: Session, batch_id: int) -> list[ImageJob]:
                           .order_by(ImageJob.position)))
 
 
-def jobs_by_ids(s: Session, job_ids: list[int]) -> dict[int, tuple[int, str]]:
-    """job id → (batch id, original name), for the workers panel."""
+def batch_ids_of(s: Session, job_ids: list[int]) -> dict[int, int]:
+    """job id → its batch id (the workers panel says which batch a worker is sharpening)."""
     if not job_ids:
         return {}
-    return {i: (b, n) for i, b, n in s.execute(select(ImageJob.id, ImageJob.batch_id, ImageJob.original_name)
-                                               .where(ImageJob.id.in_(job_ids)))}
+    return dict(s.execute(select(ImageJob.id, ImageJob.batch_id).where(ImageJob.id.in_(job_ids))).all())
+
+
+def work_in_hand(s: Session, now: datetime | None = None) -> dict[str, dict]:
+    """What each worker process holds under a live lease, by the name it claims with (``host:pid``): images
+    with their batch, or a training run. A solo-pool worker busy with a task does not answer the workers
+    panel's broadcast until the task ends; the database still says what it is doing."""
+    now = now or utcnow()
+    held: dict[str, dict] = {}
+    for job_id, batch_id, worker in s.execute(
+            select(ImageJob.id, ImageJob.batch_id, ImageJob.worker).where(
+                ImageJob.status == RUNNING, ImageJob.lease_expires_at > now).order_by(ImageJob.id)):
+        task = held.setdefault(worker, {"name": "sharpen", "job_ids": [], "batch_id": batch_id, "run_id": None})
+        task["job_ids"].append(job_id)
+    for run_id, worker in s.execute(select(TrainingRun.id, TrainingRun.worker).where(
+            TrainingRun.status == RUNNING, TrainingRun.lease_expires_at > now)):
+        held[worker] = {"name": "train", "job_ids": None, "batch_id": None, "run_id": run_id}
+    return held

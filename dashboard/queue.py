@@ -62,8 +62,8 @@ class Queue:
             return dict.fromkeys(QUEUES)
 
     def workers(self, timeout: float = 0.6) -> list[dict]:
-        """Workers online (one broadcast, answered by ``worker/control.py``): name, host, pid, pool, queues,
-        device, and the tasks each is running."""
+        """Workers online (one broadcast, answered by ``worker/control.py``): name, host, pid, pool, its
+        processes' pids, queues, device, and the tasks each is running."""
         if not self.reachable():
             return []
         try:
@@ -75,7 +75,7 @@ class Queue:
             if not isinstance(info, dict) or "error" in info:
                 info = {}
             found.append({"name": name, "host": name.split("@", 1)[-1], **{k: info.get(k) for k in (
-                "pid", "pool", "concurrency", "queues", "device")},
+                "pid", "pool", "concurrency", "queues", "device", "processes")},
                 "tasks": [{"name": t.get("name"), "job_ids": t["kwargs"].get("job_ids"),
                            "run_id": t["kwargs"].get("run_id")} for t in info.get("tasks") or []]})
         return found

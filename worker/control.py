@@ -1,6 +1,7 @@
 """A remote-control command for the dashboard's workers panel: one broadcast answers everything it shows.
 
-``sharpen_status`` reports the worker's pid, pool, queues, device and the tasks it is running. It is
+``sharpen_status`` reports the worker's pid, pool (and its processes' pids), queues, device and the tasks it
+is running. It is
 answered from what the process already knows, never by touching CUDA: in a prefork pool this runs in the
 parent, which must not initialise CUDA.
 """
@@ -31,5 +32,6 @@ def sharpen_status(state) -> dict:
              for r in list(worker_state.active_requests)]
     return {"pid": os.getpid(), "pool": type(pool).__module__.rsplit(".", 1)[-1],
             "concurrency": getattr(pool, "num_processes", None) or 1,
+            "processes": pool.info.get("processes") or [],  # a prefork pool's children: they hold the leases
             "queues": sorted(q.name for q in consumer.task_consumer.queues) if consumer.task_consumer else [],
             "device": _device(consumer.app), "tasks": tasks}

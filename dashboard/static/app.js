@@ -2,7 +2,8 @@
    - batch page: polls the JSON API for progress and re-fetches the results part while the batch runs
    - upload page: drag and drop of files and folders, upload progress for the transfer itself
    - comparison viewer: side by side or slider, synchronised wheel zoom (to 100 %) and panning, keyboard
-   - live parts (a training run's page, a model comparison): poll a JSON URL, re-fetch the changing part */
+   - live parts (a training run's page, a model comparison): poll a JSON URL, re-fetch the changing part
+   - workers panel: polls the JSON API and redraws the queue lengths and the workers online */
 "use strict";
 
 function duration(seconds) {
@@ -14,6 +15,7 @@ function duration(seconds) {
 }
 
 function megabytes(n) { return (n / 1048576).toFixed(1) + " MB"; }
+function size(n) { return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " KB" : megabytes(n); }
 
 /* ---------- batch page: live progress ---------- */
 function liveBatch(card) {
@@ -102,7 +104,7 @@ function uploadForm(form) {
   function summarise() {
     const list = selection();
     const bytes = list.reduce((n, item) => n + item.file.size, 0);
-    chosen.textContent = list.length ? list.length + " file" + (list.length === 1 ? "" : "s") + " chosen, " + megabytes(bytes) : "No files chosen.";
+    chosen.textContent = list.length ? list.length + " file" + (list.length === 1 ? "" : "s") + " chosen, " + size(bytes) : "No files chosen.";
   }
   inputs.files.addEventListener("change", summarise);
   inputs.folder.addEventListener("change", summarise);
@@ -311,6 +313,64 @@ function livePart(card) {
   if (!final) setTimeout(tick, Math.min(pollMs, 500));
 }
 
+/* ---------- workers panel ---------- */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function workersPanel(panel) {
+  const pollMs = Number(panel.dataset.pollMs) || 5000;
+  const batchUrl = (id) => panel.dataset.batchUrl.replace(/0$/, String(id));
+  const updated = document.getElementById("workers-updated");
+
+  function doing(tasks) {
+    if (!tasks.length) return [el("span", { class: "muted" }, "idle")];
+    const out = [];
+    for (const t of tasks) {
+      if (t.job_ids && t.job_ids.length) {
+        const n = t.job_ids.length;
+        out.push("sharpening " + n + " image" + (n === 1 ? "" : "s"));
+        if (t.batch_id) out.push(" of ", el("a", { href: batchUrl(t.batch_id) }, "batch " + t.batch_id));
+      } else out.push(t.run_id ? "training run " + t.run_id : String(t.name));
+      out.push(el("br"));
+    }
+    return out;
+  }
+
+  function draw(data) {
+    for (const cell of panel.querySelectorAll("[data-queue]")) {
+      const n = data.queues[cell.dataset.queue];
+      cell.textContent = n === null || n === undefined ? "–" : n;
+    }
+    document.getElementById("broker-down").hidden = !Object.values(data.queues).some((n) => n === null);
+    const rows = data.workers.map((w) => el("tr", {},
+      el("td", {}, w.name.split("@")[0] + " ", el("span", { class: "muted small" }, "pid " + (w.pid || "–")),
+        ...(w.busy ? [" ", el("span", { class: "badge badge-running" }, "busy")] : [])),
+      el("td", {}, w.host), el("td", {}, (w.queues || []).join(", ")), el("td", {}, w.device || "–"),
+      el("td", { class: "hide-narrow" }, (w.pool || "–") + " × " + (w.concurrency || 1)),
+      el("td", {}, ...doing(w.tasks))));
+    document.querySelector("#workers tbody").replaceChildren(...rows);
+    document.getElementById("workers-count").textContent = data.workers.length;
+    document.querySelector("#workers").closest(".table-wrap").hidden = !data.workers.length;
+    document.getElementById("no-workers").hidden = data.workers.length > 0;
+    updated.textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  async function tick() {
+    if (!document.hidden) {  // each refresh asks every worker: not for a tab nobody looks at
+      try {
+        const response = await fetch(panel.dataset.workersUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
+        if (response.ok) draw(await response.json());
+      } catch (err) { /* the dashboard restarts: keep trying */ }
+    }
+    setTimeout(tick, pollMs);
+  }
+  setTimeout(tick, pollMs);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live-part]").forEach(livePart);
   const card = document.getElementById("progress");
@@ -319,4 +379,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (form) uploadForm(form);
   const viewer = document.getElementById("viewer");
   if (viewer) compareViewer(viewer);
+  const workers = document.getElementById("workers-panel");
+  if (workers) workersPanel(workers);
 });

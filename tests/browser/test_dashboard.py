@@ -7,6 +7,8 @@ import time
 import urllib.request
 import zipfile
 
+import numpy as np
+
 from tests.integration.conftest import photo_crops, write_png
 from tests.zips import zip_bytes
 
@@ -143,6 +145,7 @@ def test_a_zip_with_a_corrupt_image_fails_alone(logged_in, served, tmp_path):
     assert page.locator("#images tr.status-done").count() == 5
     assert page.inner_text('[data-field="failed"]') == "1"
     assert page.is_visible("#retry")
+    assert page.eval_on_selector("#batch-progress", "e => e.value") == 100  # a failure has ended too
     shot(page, "batch-with-failure")
     page.close()
 
@@ -159,6 +162,11 @@ def test_upload_refusals_show_on_the_page(logged_in, served, tmp_path):
     page.wait_for_selector("#upload-error:not([hidden])")
     assert "zip slip" in page.inner_text("#upload-error")
     shot(page, "upload-refused")
+    page.set_viewport_size({"width": 400, "height": 860})
+    shot(page, "upload-narrow")
+    response = page.goto(served.url + "/batches/99999")
+    assert response.status == 404 and "There is no batch 99999." in page.inner_text("main")
+    shot(page, "not-found-narrow")
     page.close()
 
 
@@ -186,4 +194,71 @@ def test_files_dropped_on_the_page_are_uploaded(logged_in, served, tmp_path):
     assert (batch["name"], batch["total"]) == ("dropped", 2)
     names = [im["original_name"] for im in api(served, f"/batches/{batch['id']}/metrics")["images"]]
     assert names == ["dropped0.png", "dropped1.png"]
+    page.close()
+
+
+def test_the_upload_bar_shows_the_transfer(logged_in, served, tmp_path):
+    """The bar under Submit follows the bytes sent, before the batch exists (the upload throttled to
+    512 KiB/s with Chromium's network emulation, so ~0.7 MB take over a second)."""
+    rng = np.random.default_rng(1)
+    sizes = [write_png(tmp_path / "noisy" / f"n{i}.png", rng.random((280, 280, 3), dtype=np.float32)).stat().st_size
+             for i in range(3)]  # noise hardly compresses
+    page = logged_in.new_page()
+    page.goto(served.url + "/batches/new")
+    assert page.is_hidden("#upload-progress")
+    cdp = logged_in.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": 512 * 1024})
+    page.set_input_files("#folder", str(tmp_path / "noisy"))
+    page.click("#submit")
+    values, texts, deadline = [], set(), time.time() + 60
+    while not BATCH_PAGE.match(page.url):
+        try:
+            value, text = page.evaluate("[document.getElementById('upload-progress').value, "
+                                        "document.getElementById('upload-status').textContent]")
+        except Exception:  # noqa: BLE001 - the page navigated away between the check and the read
+            break
+        if not values or value != values[-1]:
+            values.append(value)
+            if 20 < value < 80 and not any(20 < v < 80 for v in values[:-1]):
+                shot(page, "upload-transfer")
+        texts.add(text)
+        assert time.time() < deadline, f"the upload never finished: {values}"
+        time.sleep(0.05)
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    page.wait_for_url(BATCH_PAGE)
+    middle = [v for v in values if 0 < v < 100]
+    assert len(middle) >= 3 and values == sorted(values), f"the bar did not follow the transfer: {values}"
+    sending = [re.fullmatch(r"Uploading (\d+\.\d) MB of (\d+\.\d) MB", t) for t in texts if t.startswith("Uploading ")]
+    assert len(sending) >= 3 and all(sending), texts
+    assert all(abs(float(m[2]) - sum(sizes) / 2 ** 20) <= 0.1 and float(m[1]) <= float(m[2]) for m in sending)
+    batch = api(served, "/batches/" + page.url.rsplit("/", 1)[1])
+    assert (batch["name"], batch["total"]) == ("noisy", 3)
+    page.close()
+
+
+def test_the_workers_panel_refreshes_itself(logged_in, served):
+    """A worker that starts shows up on an open workers page, and goes when it stops, without a reload."""
+    import os
+    import signal
+
+    page = logged_in.new_page()
+    page.goto(served.url + "/workers")
+    rows = "document.querySelectorAll('#workers tbody tr').length"
+    assert page.evaluate(rows) == 1 and "idle" in page.inner_text("#workers")
+    page.evaluate("window.__notReloaded = true")
+    trainer = served.stack.start("worker", "--queue", "train")
+    try:
+        wait_until(page, rows + " === 2", timeout=30)
+        assert "train" in page.inner_text("#workers") and page.inner_text("#workers-count") == "2"
+        assert page.inner_text("#workers-updated").startswith("updated ")
+        shot(page, "workers-two")
+    finally:
+        os.killpg(trainer.pid, signal.SIGTERM)
+        trainer.wait(timeout=30)
+    wait_until(page, rows + " === 1", timeout=30)
+    assert "train" not in page.inner_text("#workers") and page.inner_text("#workers-count") == "1"
+    assert page.evaluate("window.__notReloaded") is True
     page.close()

@@ -185,6 +185,9 @@ def test_html_forms_need_the_csrf_token(client, pngs):
     r = client.post("/batches/new", data={"files": files(("a.png", pngs[0])), "mode": "odd", "csrf_token": token},
                     content_type="multipart/form-data", headers={"Accept": "application/json"})
     assert r.status_code == 400 and "unknown mode" in r.json["error"]  # the upload page's XHR
+    r = client.post("/batches/new", data={"files": files(("big.png", bytes(5 << 20))), "csrf_token": token},
+                    content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert r.status_code == 413 and "larger than the 4 MiB allowed" in r.json["error"]  # shown by the page
 
 
 def test_pages_need_a_login_when_a_token_is_set(stack, pngs):
@@ -300,3 +303,67 @@ def test_pages_render_batches_with_and_without_scores(client, pngs):
     r = client.get("/")
     assert r.status_code == 200 and "a.png" in r.text
     assert client.get("/api/v1/batches").json["batches"][0]["ssim_gain"] is None
+
+
+def test_the_workers_panel_knows_busy_workers_by_their_leases(client, stack, pngs):
+    """A solo worker busy with a task does not answer the broadcast; the image it holds under a live lease
+    still shows it online, doing that image (an expired lease shows nothing)."""
+    import socket
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared.models import RUNNING, ImageJob, utcnow
+
+    batch_id = submit(client, [("a.png", pngs[0]), ("b.png", pngs[1])]).json["id"]
+    first, second = [im["id"] for im in client.get(f"/api/v1/batches/{batch_id}/metrics").json["images"]]
+
+    def hold(job_id, worker, seconds):
+        with stack.db.session() as s:
+            s.execute(update(ImageJob).where(ImageJob.id == job_id).values(
+                status=RUNNING, worker=worker, lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+
+    hold(first, "gpu-box:4242", 60)
+    hold(second, "gpu-box:4243", -1)
+    workers = client.get("/api/v1/workers").json["workers"]
+    assert [(w["name"], w["host"], w["pid"], w["queues"], w["busy"]) for w in workers] == [
+        ("gpu-box:4242", "gpu-box", 4242, ["sharpen"], True)]
+    assert [(t["job_ids"], t["batch_id"]) for t in workers[0]["tasks"]] == [([first], batch_id)]
+    page = client.get("/workers").text
+    assert "sharpening 1 image of" in page and f'href="/batches/{batch_id}"' in page and "busy" in page
+
+    trainer = stack.start("worker", "--queue", "train")  # answers the broadcast; not a consumer of this batch
+    hold(first, f"{socket.gethostname()}:{trainer.pid}", 60)
+    workers = client.get("/api/v1/workers").json["workers"]
+    assert len(workers) == 1 and workers[0]["name"].startswith("train-") and workers[0]["pid"] == trainer.pid
+    assert workers[0]["busy"] and [(t["job_ids"], t["batch_id"]) for t in workers[0]["tasks"]] == [([first], batch_id)]
+
+
+def test_an_image_over_the_pixel_limit_fails_alone_with_the_limit_named(make_stack, sqlite_url, redis_url):
+    stack = make_stack(sqlite_url, redis_url, SHARPEN_MAX_PIXELS=2000)
+    stack.start("worker", "--queue", "sharpen")
+    _, client = make_client(stack)
+    small, big = photo_crops(1, 40)[0], photo_crops(1, 48)[0]  # 1,600 and 2,304 pixels
+    batch_id = submit(client, [("small.png", png(small)), ("big.png", png(big))]).json["id"]
+    stack.wait_batch(batch_id)
+    images = {im["original_name"]: im for im in client.get(f"/api/v1/batches/{batch_id}/metrics").json["images"]}
+    assert images["small.png"]["status"] == DONE
+    assert images["big.png"]["status"] == FAILED
+    assert images["big.png"]["error"] == "big.png: too large: 48x48 pixels, the limit is 2,000"
+
+
+def test_uploaded_files_are_spooled_to_disk_under_the_storage_root(stack, pngs):
+    """The request parser writes every uploaded file, small or large, to a file in STORAGE_ROOT/uploads (not
+    memory, not /tmp)."""
+    import os
+
+    app, _ = make_client(stack)
+    data = {"files": files(("a.png", pngs[0]), ("big.png", bytes(1 << 20)))}
+    with app.test_request_context("/api/v1/batches", method="POST", data=data, content_type="multipart/form-data"):
+        from flask import request
+
+        streams = [f.stream for f in request.files.getlist("files")]
+        assert len(streams) == 2
+        for stream in streams:
+            where = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+            assert where.startswith(str(stack.storage.root / "uploads")), where
