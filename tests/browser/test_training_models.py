@@ -19,7 +19,7 @@ from .conftest import shot
 from .test_dashboard import BATCH_PAGE, api, wait_until
 
 RUN_PAGE = re.compile(r".*/training/runs/\d+$")
-VARIANT = Path(default_model_path()).parent / "variants" / "s2d-plain.pt"
+VARIANT = Path(default_model_path()).parent / "variants" / "s2d-distill.pt"   # one no other browser test registers
 
 
 @pytest.fixture(scope="module")
