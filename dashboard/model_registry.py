@@ -1,13 +1,14 @@
 """HTML pages for the model registry (blueprint ``models``): versions, activate and roll back, add a model
 file, and compare two versions on the same batch. Thin views over ``model_queries``, ``shared.registry`` and
-``scheduler.compare``."""
+``scheduler.rerun``, ``scheduler.compare``."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from scheduler.compare import compare_batches, rerun_with_model
+from scheduler.compare import compare_batches
 from scheduler.control import BatchStateError
 from scheduler.enqueue import enqueue_batch
+from scheduler.rerun import rerun_with_model
 from shared.registry import NothingToRollBack, activate_model, rollback_model
 
 from . import model_queries as mq
@@ -81,7 +82,7 @@ def add():
 
 def start_comparison(state, batch_id: int, version_id: int) -> tuple[int, bool, bool]:
     """The re-run of ``batch_id`` with ``version_id`` (made and sent once); returns (id, created, sent)."""
-    rerun_id, created = rerun_with_model(state.db, state.storage, batch_id, version_id)
+    rerun_id, created = rerun_with_model(state.db, batch_id, version_id)
     sent = True
     if created:
         try:

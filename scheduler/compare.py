@@ -1,114 +1,13 @@
-"""Compare two model versions on the same images: re-run a finished batch's images with another version.
+"""Compare two model versions on the same images: a re-run (``scheduler.rerun``) beside its parent batch.
 
-The re-run is an ordinary batch (``parent_batch_id`` set, ``model_version_id`` the other version) whose images
-are copies of the parent's, at the same positions, so it goes through the same queue and workers and the two
-are paired image by image. Only the images the parent finished are re-run. A synthetic batch is re-run as
-synthetic from the same originals: the worker's blur is deterministic (``Degradation.fixed``), so both
-versions see the same blurred pixels.
+The re-run's images sit at their source images' positions and read the same stored inputs, so the two
+versions are paired image by image on the same pixels.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
-from pathlib import Path
-
 from sqlalchemy import select
 
-from shared.db import Database
-from shared.models import CANCELLED, DONE, QUEUED, Batch, ImageJob, ModelVersion
-from shared.storage import Storage, atomic_copy
-
-from .control import BatchStateError
-
-
-def existing_rerun(s, batch_id: int, version_id: int) -> int | None:
-    """The re-run of ``batch_id`` with ``version_id`` made earlier, if any."""
-    return s.scalar(select(Batch.id).where(Batch.parent_batch_id == batch_id, Batch.model_version_id == version_id)
-                    .order_by(Batch.id).limit(1))
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link where the storage allows one (no second copy of the bytes), else a copy."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        atomic_copy(src, dst)
-
-
-def rerun_with_model(db: Database, storage: Storage, batch_id: int, version_id: int) -> tuple[int, bool]:
-    """Create (once) the re-run of ``batch_id``'s finished images with model version ``version_id``; returns
-    (the re-run's batch id, whether it was created now). Send it with ``enqueue_batch`` after this returns.
-
-    Raises LookupError (unknown batch or version) and BatchStateError (the batch is itself a re-run, already
-    uses that version, or has no finished image).
-    """
-    with db.session() as s:
-        parent = s.get(Batch, batch_id)
-        if parent is None:
-            raise LookupError(f"no batch {batch_id}")
-        version = s.get(ModelVersion, version_id)
-        if version is None:
-            raise LookupError(f"no model version {version_id}")
-        if parent.parent_batch_id is not None:
-            raise BatchStateError(f"batch {batch_id} is itself a re-run of batch {parent.parent_batch_id}: "
-                                  "compare on the original batch")
-        if parent.model_version_id == version_id:
-            raise BatchStateError(f"batch {batch_id} was made with model version {version_id}: choose another "
-                                  "version to compare with")
-        found = existing_rerun(s, batch_id, version_id)
-        if found is not None:
-            return found, False
-        jobs = list(s.scalars(select(ImageJob).where(ImageJob.batch_id == batch_id, ImageJob.status == DONE)
-                              .order_by(ImageJob.position)))
-        if not jobs:
-            raise BatchStateError(f"batch {batch_id} has no finished image to re-run yet")
-        parent_mode, parent_sigma, parent_name = parent.mode, parent.sigma, parent.name
-        sha = version.sha256
-        version_name = version.name
-
-    staging = storage.root / "staging" / uuid.uuid4().hex
-    staged = []  # (job, staged input or None, staged reference or None)
-    try:
-        for job in jobs:
-            synthetic = parent_mode == "synthetic"
-            src_in = None if synthetic else storage.resolve(job.input_path)
-            src_ref = storage.resolve(job.reference_path) if job.reference_path else None
-            tmp_in = tmp_ref = None
-            if src_in is not None:
-                tmp_in = staging / f"{job.position}.in{Path(job.input_path).suffix}"
-                _link_or_copy(src_in, tmp_in)
-            if src_ref is not None:
-                tmp_ref = staging / f"{job.position}.ref{Path(job.reference_path).suffix}"
-                _link_or_copy(src_ref, tmp_ref)
-            staged.append((job, tmp_in, tmp_ref))
-        with db.session() as s:
-            rerun = Batch(name=f"{parent_name} · {version_name}"[:200], mode=parent_mode, sigma=parent_sigma,
-                          status=QUEUED, total=len(jobs), model_version_id=version_id, model_sha256=sha,
-                          parent_batch_id=batch_id)
-            s.add(rerun)
-            s.flush()
-            new_jobs = [ImageJob(batch_id=rerun.id, position=job.position, original_name=job.original_name,
-                                 input_path="", status=QUEUED) for job, _, _ in staged]
-            s.add_all(new_jobs)
-            s.flush()
-            for new, (job, tmp_in, tmp_ref) in zip(new_jobs, staged):
-                in_suffix = Path(job.input_path).suffix
-                dst_in = storage.batch_dir(rerun.id) / "input" / f"{new.id}{in_suffix}"
-                new.input_path = storage.relative(dst_in)
-                if tmp_in is not None:
-                    dst_in.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(tmp_in, dst_in)
-                if tmp_ref is not None:
-                    dst_ref = storage.batch_dir(rerun.id) / "reference" / f"{new.id}{Path(job.reference_path).suffix}"
-                    dst_ref.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(tmp_ref, dst_ref)
-                    new.reference_path = storage.relative(dst_ref)
-            rerun_id = rerun.id
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return rerun_id, True
+from shared.models import CANCELLED, DONE, Batch, ImageJob, ModelVersion
 
 
 def _mean(values: list) -> float | None:

@@ -88,7 +88,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # a re-run of another batch's images with another model version (the models page's comparison)
+    # a re-run of another batch's images with another model version (``scheduler.rerun``: a comparison, a study)
     parent_batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", name="fk_batch_parent_batch_id"),
                                                         nullable=True, index=True)
 

@@ -3,8 +3,9 @@
 A study samples ``n_images`` finished images (seeded; the seed is recorded) from one or more batches and
 shows each in every *condition*: the blurred input, the output of each chosen model version, and the
 reference when every sampled image has one (a ``triplet`` study shows Blurry | Sharpened | Ground truth, one
-triplet per version). An output of a version the image's batch did not run with comes from a new batch
-that re-runs the sampled images with that version (``scheduler.rerun``), sent to the workers like any batch;
+triplet per version). An output of a version the image's batch did not run with comes from a re-run of the
+batch with that version (``scheduler.rerun``): an earlier one that has the sampled images (the models page's
+comparison, another study's), else a new one of the sampled images, sent to the workers like any batch;
 the study stays ``preparing`` until those finish, then opens (an image whose re-run failed is dropped,
 with the reason). Gold items are added: references (expected ≥ 4) and strongly blurred copies (≤ 2).
 """
@@ -19,7 +20,7 @@ from typing import Mapping
 from sqlalchemy import select
 
 from scheduler.enqueue import Sender, enqueue_batch
-from scheduler.rerun import add_rerun_batch
+from scheduler.rerun import add_rerun_batch, find_rerun, rerun_images
 from shared.db import Database
 from shared.models import (CANCELLED, CLOSED, DONE, FAILED, OPEN, PREPARING, QUEUED, RUNNING, STUDY_KINDS, Batch,
                            ImageJob, ModelVersion, Study, StudyCondition, StudyImage, StudyStimulus, utcnow)
@@ -134,6 +135,17 @@ def _conditions(spec: StudySpec, versions: list[ModelVersion], with_reference: b
     return found
 
 
+def _reruns(s, study_id: int, batch: Batch, jobs: list[ImageJob], version: ModelVersion) -> dict[int, ImageJob]:
+    """Each of ``jobs`` (images of ``batch``) re-run with ``version``, by source image id: in an earlier re-run
+    of the batch that has them all, else in a new one."""
+    found = find_rerun(s, batch.id, version.id, {j.position for j in jobs})
+    if found is None:
+        name = f"study {study_id}: batch {batch.id} re-run with model {version.id} ({version.name})"
+        return add_rerun_batch(s, batch, jobs, version, name)[1]
+    by_position = rerun_images(s, found)
+    return {j.id: by_position[j.position] for j in jobs}
+
+
 def create_study(db: Database, spec: StudySpec) -> Created:
     """Record a study (images sampled, conditions, stimuli, gold items, re-run batches); enqueue its re-runs
     with ``enqueue_reruns`` after this returns. Raises StudyError (with an HTTP status) for a bad spec."""
@@ -179,9 +191,7 @@ def create_study(db: Database, spec: StudySpec) -> Created:
             jobs = [j for j in sample if j.batch_id == batch.id]
             for v in versions:
                 if jobs and v.id != batch.model_version_id:
-                    _rerun, copies = add_rerun_batch(s, jobs, v, f"study {study.id}: batch {batch.id} re-run with "
-                                                                f"model {v.id} ({v.name})")
-                    reruns.update({(v.id, src): copy for src, copy in copies.items()})
+                    reruns.update({(v.id, src): copy for src, copy in _reruns(s, study.id, batch, jobs, v).items()})
         stimuli = []
         for image, job in zip(images, sample):
             for c in conditions:
@@ -208,8 +218,7 @@ def create_study(db: Database, spec: StudySpec) -> Created:
         rerun_batch_ids = sorted({j.batch_id for j in reruns.values()})
         study.settings = {**study.settings, "rerun_batch_ids": rerun_batch_ids,
                           "gold": {GOLD_HIGH: gold_count if with_reference else 0, GOLD_LOW: gold_count}}
-        if not reruns:
-            study.status = OPEN
+        refresh_study(s, study)  # opens now when every image shown is already processed
         return Created(study.id, rerun_batch_ids)
 
 

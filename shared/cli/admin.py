@@ -117,12 +117,12 @@ def models_rollback(ctx: Context):
 def models_compare(ctx: Context, batch_id, version_id, wait):
     """Re-run a batch's finished images with another model version; prints the re-run's batch id, and with
     --wait the SSIM/PSNR of both versions and the per-image differences."""
-    from scheduler.compare import rerun_with_model
+    from scheduler.rerun import rerun_with_model
     from scheduler.control import BatchStateError
     from scheduler.enqueue import enqueue_batch
 
     try:
-        rerun_id, created = rerun_with_model(ctx.db, ctx.storage, batch_id, version_id)
+        rerun_id, created = rerun_with_model(ctx.db, batch_id, version_id)
     except (LookupError, BatchStateError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(rerun_id)

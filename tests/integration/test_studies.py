@@ -10,7 +10,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from dashboard import create_app
 from dashboard.config import DashboardConfig
@@ -359,6 +359,37 @@ def test_another_version_is_rerun_before_the_study_opens(client, stack, batch_id
         kept = set(s.scalars(select(StudyStimulus.study_image_id).where(StudyStimulus.condition_id.is_not(None))))
     assert len(shown) == 2 and len(kept) == 3  # the dropped image is never shown
 
+
+
+def test_a_study_and_the_models_comparison_share_their_reruns(client, stack, batch_id):
+    """A study's re-run is a re-run of the batch, which the compare page shows; a comparison re-runs every
+    finished image (the study's has only those it sampled), and a later study of that batch and version reuses
+    that re-run instead of making its own, opening at once when it is done."""
+    with stack.db.session() as s:
+        first = active_model(s).id
+        other = register_model(s, ROOT / "models" / "variants" / "s2d-plain.pt", "plain").id
+    spec = {"batch_ids": [batch_id], "n_images": 3, "seed": 2, "model_version_ids": [first, other]}
+    (partial,) = client.post("/api/v1/studies", json=spec).json["reruns"]
+    found = client.get(f"/api/v1/models/compare/{partial['batch_id']}").json
+    assert found["a"]["batch_id"] == batch_id and len(found["images"]) == 3
+    compare = {"batch_id": batch_id, "model_version_id": other}
+    r = client.post("/api/v1/models/compare", json=compare)
+    assert r.status_code == 201 and r.json["id"] != partial["batch_id"]
+    full = r.json["id"]
+    with stack.db.session() as s:
+        sources = {j.position: j for j in s.scalars(select(ImageJob).where(ImageJob.batch_id == batch_id))}
+        copies = list(s.scalars(select(ImageJob).where(ImageJob.batch_id == full)))
+        assert sorted(j.position for j in copies) == sorted(sources) and len(copies) == 6
+        for j in copies:  # the source's stored files; then what a worker records
+            assert (j.input_path, j.reference_path) == (sources[j.position].input_path,
+                                                        sources[j.position].reference_path)
+            j.status, j.output_path = DONE, sources[j.position].output_path
+    study = client.post("/api/v1/studies", json={**spec, "n_images": 5, "seed": 3}).json
+    assert [b["batch_id"] for b in study["reruns"]] == [full] and study["status"] == "open"
+    with stack.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Batch).where(Batch.parent_batch_id == batch_id)) == 2
+    again = client.post("/api/v1/models/compare", json=compare)
+    assert again.status_code == 200 and again.json["id"] == full
 
 def test_the_study_commands(stack, batch_id, tmp_path):
     from click.testing import CliRunner

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from scheduler.compare import compare_batches, rerun_with_model
+from scheduler.compare import compare_batches
 from scheduler.control import BatchStateError
 from scheduler.enqueue import create_batch
+from scheduler.rerun import rerun_with_model
 from shared.inference import ModelFileError, default_model_path, file_sha256
 from shared.models import Batch, ImageJob, ModelActivation, ModelVersion
 from shared.registry import NothingToRollBack, activate_model, active_model, add_model_file, rollback_model
@@ -80,7 +81,7 @@ def test_two_versions_on_the_same_synthetic_batch(ctx, tmp_path):
         other, _ = add_model_file(s, ctx.storage, VARIANT, "variant")
         other_id = other.id
     with pytest.raises(BatchStateError, match="no finished image"):
-        rerun_with_model(ctx.db, ctx.storage, parent, other_id)
+        rerun_with_model(ctx.db, parent, other_id)
 
     def ids(batch_id):
         with ctx.db.session() as s:
@@ -88,16 +89,17 @@ def test_two_versions_on_the_same_synthetic_batch(ctx, tmp_path):
 
     assert process_jobs(ctx, ids(parent))["done"] == 3
     with pytest.raises(BatchStateError, match="choose another"):
-        rerun_with_model(ctx.db, ctx.storage, parent, default_id)
+        rerun_with_model(ctx.db, parent, default_id)
     with pytest.raises(LookupError, match="no model version 999"):
-        rerun_with_model(ctx.db, ctx.storage, parent, 999)
-    rerun, created = rerun_with_model(ctx.db, ctx.storage, parent, other_id)
-    assert created and rerun_with_model(ctx.db, ctx.storage, parent, other_id) == (rerun, False)
+        rerun_with_model(ctx.db, parent, 999)
+    rerun, created = rerun_with_model(ctx.db, parent, other_id)
+    assert created and rerun_with_model(ctx.db, parent, other_id) == (rerun, False)
     with pytest.raises(BatchStateError, match="itself a re-run"):
-        rerun_with_model(ctx.db, ctx.storage, rerun, default_id)
+        rerun_with_model(ctx.db, rerun, default_id)
     with ctx.db.session() as s:
         b = s.get(Batch, rerun)
-        assert (b.mode, b.sigma, b.parent_batch_id, b.model_version_id, b.total) == ("synthetic", 2.0, parent,
+        # paired over the parent's stored blurred inputs and references (not blurred again), its σ kept
+        assert (b.mode, b.sigma, b.parent_batch_id, b.model_version_id, b.total) == ("paired", 2.0, parent,
                                                                                       other_id, 3)
     assert process_jobs(ctx, ids(rerun))["done"] == 3
     with ctx.db.session() as s:
@@ -109,7 +111,8 @@ def test_two_versions_on_the_same_synthetic_batch(ctx, tmp_path):
     for pos, a in a_jobs.items():
         b = b_jobs[pos]
         assert (b.original_name, b.input_ssim) == (a.original_name, a.input_ssim)  # the same blurred pixels
-        assert ctx.storage.resolve(b.input_path).read_bytes() == ctx.storage.resolve(a.input_path).read_bytes()
+        assert (b.input_path, b.reference_path) == (a.input_path, a.reference_path)  # the stored files, no copy
+        assert b.output_path != a.output_path and ctx.storage.resolve(b.output_path).is_file()
     row = found["images"][0]
     assert row["d_ssim"] == pytest.approx(row["b_ssim"] - row["a_ssim"]) and row["a_ssim"] != row["b_ssim"]
     assert found["mean_d_ssim"] == pytest.approx(sum(r["d_ssim"] for r in found["images"]) / 3)
