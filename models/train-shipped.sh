@@ -45,7 +45,7 @@ fi
 
 if [ "$STAGE" = gpu ]; then
   # Prepared for a GPU session (none was lent on 2026-11-28): the realistic blur estimator, the Wiener teacher
-  # for T_MIN minutes, then the Wiener student with and without distillation at equal epochs and data.
+  # for T_MIN minutes, then the bank student with and without distillation at equal epochs and data.
   T_MIN=${T_MIN:-4.0}; S_EPOCHS=${S_EPOCHS:-8}
   $TRAIN blur-estimator --data "$DATA" --out "$OUT/blur-estimator.pt" --steps 4000 --degradation realistic \
     --workers 3 > "$OUT/estimator.log" 2>&1 &
@@ -55,7 +55,8 @@ if [ "$STAGE" = gpu ]; then
   TEA=$!
   gpu_student() {  # name, workers, options...
     local name=$1 w=$2; shift 2
-    $TRAIN student --preset realistic --data "$DATA" --out "$OUT/$name" --batch-size 32 --patches-per-image 128 \
+    $TRAIN student --preset realistic --init-from models/variants/s2d-wiener-guarded.pt --data "$DATA" \
+      --out "$OUT/$name" --batch-size 32 --patches-per-image 128 \
       --epochs "$S_EPOCHS" --checkpoint-every 5 --workers "$w" "$@" > "$OUT/$name.log" 2>&1
   }
   gpu_student wiener-plain 4 &

@@ -222,3 +222,18 @@ def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
     mixed = better.clone()
     mixed[1] = 0.3                                  # crop 1 is 0.2 worse than its floor, crop 0 is better
     assert float(no_harm_loss(mixed, target, floor)) == pytest.approx(0.1)
+
+
+def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_folder, tmp_path):
+    """The shipped recipe (--preset realistic): a bank student started from a Wiener student's weights (its
+    new output channels at zero), charged for crops it makes worse than its front end."""
+    from shared.inference import PACKAGE_MODELS, file_sha256
+
+    parent = PACKAGE_MODELS / "variants" / "s2d-wiener-unguarded.pt"
+    cfg = make_config("realistic", data=[str(photo_folder)], init_from=str(parent), epochs=1,
+                      **{**SMALL, "crop": 96, "batch_size": 4})
+    assert cfg.arch == "student-s2d-wbank" and cfg.w_no_harm > 0
+    result = train(cfg, tmp_path / "bank", progress=False)
+    model = load_model(result.model_path, "cpu")
+    assert model.arch == "student-s2d-wbank" and "loss_no_harm" in result.final
+    assert model.meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(parent)
