@@ -115,8 +115,10 @@ class Overlapped:
     chunk's decoding; the first exception that a job's ``fail`` re-raises stops the work and is raised from
     ``run`` / ``drain`` (``fault``)."""
 
-    def __init__(self, threads: int | None = None, clock: StageClock | None = None, in_flight: int | None = None):
+    def __init__(self, threads: int | None = None, clock: StageClock | None = None, in_flight: int | None = None,
+                 batch_images: bool | None = None):
         self.threads = usable_cores() if threads is None else threads
+        self.batch_images = batch_images   # same-size images in one forward pass; None: when the model is on CUDA
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sharpen-io") if self.threads else None
         self.clock = clock or StageClock()
         self.in_flight_max = in_flight or max(2, 2 * self.threads)
@@ -215,7 +217,8 @@ class Overlapped:
                     pass
                 self._release()
                 self._failed(job, Abandoned())
-        self._raise_fault()
+        if self.fault is not None:
+            self.drain()   # the images still in flight settle (written, or handed back) before it is raised
 
     def drain(self) -> None:
         """Wait until every write handed to the pool has finished; raises the run's fault."""
@@ -244,8 +247,8 @@ class Overlapped:
             if group:
                 first = group[0][1]
                 h, w = frame.pixels.shape[:2]
-                if (model.device.type != "cuda" or frame.key != first.key
-                        or not fits_whole(model, len(group) + 1, h, w)):
+                batches = model.device.type == "cuda" if self.batch_images is None else self.batch_images
+                if not batches or frame.key != first.key or not fits_whole(model, len(group) + 1, h, w):
                     break
             decoding.popleft()
             group.append((job, frame))

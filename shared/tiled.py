@@ -23,19 +23,22 @@ from torch import nn
 if TYPE_CHECKING:
     from .inference import LoadedModel
 
-CPU_BUDGET = 512 << 20     # bytes one forward pass may use on the CPU (a 4 MP image whole with the default)
+CPU_BUDGET = (256 << 20, 1 << 30)   # a forward pass on the CPU may use one float copy of its images, within these
 MIN_TILE = 64
 _PROBE_SIDE = 256
 
 
-def memory_budget(device: torch.device) -> int:
-    """Bytes a forward pass may use on ``device``: half of the GPU memory that is free (the driver's free
-    memory plus what torch's cache holds unused), or ``CPU_BUDGET``."""
+def memory_budget(device: torch.device, pixels: int = 0) -> int:
+    """Bytes a forward pass over ``pixels`` pixels may use on ``device``: half of the GPU memory that is free
+    (the driver's free memory plus what torch's cache holds unused); on the CPU one float32 RGB copy of the
+    image, at least 256 MiB (a 2 MP image goes whole) and at most 1 GiB, so that a large image needs about
+    two float copies of itself in all (its 8-bit buffers, one tile's work)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(0.5 * (free + cached))
-    return CPU_BUDGET
+    lo, hi = CPU_BUDGET
+    return int(min(hi, max(lo, 12 * pixels)))
 
 
 def _skips_convolutions(net: nn.Module) -> bool:
@@ -87,7 +90,7 @@ def bytes_per_pixel(model: "LoadedModel") -> float:
 
 def fits_whole(model: "LoadedModel", images: int, height: int, width: int, budget: int | None = None) -> bool:
     """Whether ``images`` images of this size go through the model in one forward pass within the budget."""
-    budget = budget or model.memory_budget or memory_budget(model.device)
+    budget = budget or model.memory_budget or memory_budget(model.device, images * height * width)
     return images * height * width * bytes_per_pixel(model) <= budget
 
 
@@ -101,7 +104,7 @@ def choose_tile(model: "LoadedModel", images: int, height: int, width: int,
                 budget: int | None = None) -> tuple[int, int] | None:
     """(tile height, tile width) for images of this size, or None when they go whole. Tiles are as large as
     the budget allows (with their halo) and balanced so the last row and column are not slivers."""
-    budget = budget or model.memory_budget or memory_budget(model.device)
+    budget = budget or model.memory_budget or memory_budget(model.device, images * height * width)
     if fits_whole(model, images, height, width, budget):
         return None
     s, halo = model.scale, _halo(model)
