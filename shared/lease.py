@@ -21,10 +21,12 @@ def free(table, now):
     return (table.status == QUEUED) | ((table.status == RUNNING) & (table.lease_expires_at < now))
 
 
-def claim_statement(table, row_id: int, worker: str, seconds: float, max_attempts: int, now, **values):
-    """One UPDATE that takes the row for ``worker`` if it is free and has attempts left (rowcount 1 = taken)."""
+def claim_statement(table, row_id: int | list[int], worker: str, seconds: float, max_attempts: int, now, **values):
+    """One UPDATE that takes the row for ``worker`` if it is free and has attempts left (rowcount 1 = taken);
+    given a list of ids, every one of them that is free (``.returning(table.id)`` says which)."""
+    which = table.id.in_(row_id) if isinstance(row_id, (list, tuple)) else table.id == row_id
     return (update(table)
-            .where(table.id == row_id, table.attempts < max_attempts, free(table, now))
+            .where(which, table.attempts < max_attempts, free(table, now))
             .values(status=RUNNING, attempts=table.attempts + 1, worker=worker, started_at=now,
                     lease_expires_at=now + timedelta(seconds=seconds), **values))
 

@@ -99,17 +99,23 @@ def claim(ctx: WorkerContext, job_id: int) -> tuple[ImageJob, Batch, ModelVersio
 
     Returns (job, batch, model version) detached from the session, or None when the image is not ours.
     """
+    return claim_chunk(ctx, [job_id]).get(job_id)
+
+
+def claim_chunk(ctx: WorkerContext, job_ids: list[int]) -> dict[int, tuple[ImageJob, Batch, ModelVersion | None]]:
+    """Take every image of ``job_ids`` that is free (as ``claim``) in one transaction: {id: (job, batch,
+    version)} of those now ours, detached from the session."""
     now = utcnow()
     with ctx.db.session() as s:
-        res = s.execute(claim_statement(ImageJob, job_id, ctx.name, ctx.settings.lease_seconds,
-                                        ctx.settings.max_attempts, now))
-        if res.rowcount != 1:
-            return None
-        job = s.get(ImageJob, job_id)
-        batch = s.get(Batch, job.batch_id)
-        version = s.get(ModelVersion, batch.model_version_id) if batch.model_version_id else None
+        taken = s.scalars(claim_statement(ImageJob, list(job_ids), ctx.name, ctx.settings.lease_seconds,
+                                          ctx.settings.max_attempts, now).returning(ImageJob.id)).all()
+        if not taken:
+            return {}
+        jobs = s.scalars(select(ImageJob).where(ImageJob.id.in_(taken))).all()
+        batches = {b.id: b for b in s.scalars(select(Batch).where(Batch.id.in_({j.batch_id for j in jobs})))}
+        versions = {v: s.get(ModelVersion, v) for v in {b.model_version_id for b in batches.values()} if v}
         s.expunge_all()
-        return job, batch, version
+    return {j.id: (j, batches[j.batch_id], versions.get(batches[j.batch_id].model_version_id)) for j in jobs}
 
 
 def finish(ctx: WorkerContext, job_id: int, batch_id: int | None = None, **values) -> bool:
@@ -187,10 +193,11 @@ class _Chunk:
         if size == 0:
             self.finished.set()
 
-    def touch(self, batch_id: int) -> None:
-        if batch_id not in self.batches:
-            self.batches.add(batch_id)
-            refresh_batch(self.ctx.db, batch_id)  # shows the batch as running
+    def touch(self, batch: Batch) -> None:
+        if batch.id not in self.batches:
+            self.batches.add(batch.id)
+            if batch.status == QUEUED:
+                refresh_batch(self.ctx.db, batch.id)  # shows the batch as running
 
     def settle(self, outcome: str) -> None:
         with self._lock:
@@ -207,26 +214,30 @@ class _Chunk:
 
 
 class ClaimedImage(Job):
-    """One ``ImageJob`` row: claimed and leased in ``start``, recorded in ``done`` / ``fail``."""
+    """One ``ImageJob`` row, claimed (with its lease kept) before the run; recorded in ``done`` / ``fail``."""
 
-    def __init__(self, ctx: WorkerContext, job_id: int, chunk: _Chunk):
+    def __init__(self, ctx: WorkerContext, job_id: int, chunk: _Chunk, claimed):
         self.ctx, self.job_id, self.chunk = ctx, job_id, chunk
-        self.name = f"image {job_id}"
-        self.job = self.batch = self.lease = None
-        self.t0 = 0.0
+        self.job, self.batch, _version = claimed or (None, None, None)
+        self.name = self.job.original_name if self.job else f"image {job_id}"
+        self.lease = ctx.leases.hold(job_id) if self.job else None
+        self.t0 = time.perf_counter()
+        self.started = False
 
     def start(self) -> bool:
+        self.started = True
+        if self.job is None:   # not ours: done, taken by another worker, or out of attempts
+            self.chunk.settle("skipped")
+            return False
         with self.ctx.clock.stage("database"):
-            claimed = claim(self.ctx, self.job_id)
-            if claimed is None:
-                self.chunk.settle("skipped")
-                return False
-            self.t0 = time.perf_counter()
-            self.job, self.batch, _version = claimed
-            self.name = self.job.original_name
-            self.lease = self.ctx.leases.hold(self.job_id)
-            self.chunk.touch(self.batch.id)
+            self.chunk.touch(self.batch)
         return True
+
+    def abandon(self) -> None:
+        """The run stopped before reaching this image: hand it back as it was."""
+        if not self.started:
+            self.started = True
+            self.fail(Abandoned())
 
     def _still_ours(self) -> None:
         if self.lease is not None and self.lease.lost.is_set():
@@ -376,7 +387,14 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int], wait: bool = True) -> d
             model = ctx.model(version)
         except Exception as exc:  # whatever stops loading the model is this worker's trouble, not the image's
             raise WorkerFault(f"cannot load the model: {describe(exc)}") from exc
-        ctx.flow.run(model, [ClaimedImage(ctx, job_id, chunk) for job_id in ids])
+        with ctx.clock.stage("database"):
+            claimed = claim_chunk(ctx, ids)
+        jobs = [ClaimedImage(ctx, job_id, chunk, claimed.get(job_id)) for job_id in ids]
+        try:
+            ctx.flow.run(model, jobs)
+        finally:
+            for job in jobs:   # stopped by a fault before these were reached: back to the queue
+                job.abandon()
     if wait:
         ctx.flow.drain()
         chunk.finished.wait()
