@@ -219,3 +219,38 @@ def test_can_work_names_what_still_stops_the_worker(ctx, tmp_path):
         can_work(ctx)   # the model the chunk needed
     hidden.rename(model)
     can_work(ctx)
+
+
+def test_the_task_backs_off_then_stops_taking_work_or_exits_after_a_sticky_cuda_error(ctx, tmp_path, monkeypatch):
+    import signal
+
+    from worker import tasks
+
+    batch_id = create_batch(ctx.db, ctx.storage, inputs(folder_of(tmp_path, 2)), mode="restore")
+    ids = [j.id for j in jobs_of(ctx, batch_id)]
+    fault = [RuntimeError("CUDA error: an illegal memory access was encountered")]
+
+    def broken(_ctx, _ids, wait=True):
+        raise WorkerFault("the device failed") from fault[0]
+
+    killed, stopped = [], []
+    monkeypatch.setattr(tasks, "context", lambda: ctx)
+    monkeypatch.setattr("worker.pipeline.process_jobs", broken)
+    monkeypatch.setattr(tasks.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(tasks, "stop_taking_work", lambda task, c, cause: stopped.append(cause))
+    # a fresh process (no image done yet): a restart would not help; backs off, then stops taking work
+    for _ in range(3):
+        with pytest.raises(WorkerFault):
+            tasks.process_images(ids)   # called directly, retry re-raises
+    assert killed == [] and len(stopped) == 1 and "illegal memory access" in stopped[0]
+    assert {j.error for j in jobs_of(ctx, batch_id)} == {
+        f"waiting: worker {ctx.name} cannot work: RuntimeError: CUDA error: an illegal memory access was encountered"}
+    ctx.clock.images = 5   # it worked before: this process's CUDA context broke; it exits to be started afresh
+    with pytest.raises(WorkerFault):
+        tasks.process_images(ids)
+    assert killed == [signal.SIGTERM]
+    ctx.backoff.ok()
+    fault[0] = RuntimeError("CUDA error: out of memory")   # not sticky: retried, the process stays
+    with pytest.raises(WorkerFault):
+        tasks.process_images(ids)
+    assert killed == [signal.SIGTERM] and len(stopped) == 1
