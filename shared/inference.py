@@ -73,7 +73,6 @@ class LoadedModel:
     path: Path
     device: torch.device
     amp: bool = True                 # mixed precision on CUDA (fp32 fallback when output is not finite)
-    stats: dict = field(default_factory=lambda: {"fp32_fallbacks": 0})
     memory_budget: int | None = None            # bytes a forward pass may use (None: ``tiled.memory_budget``)
     forward_bytes_per_pixel: float | None = field(default=None, repr=False)   # cached by ``tiled``
 

@@ -11,6 +11,7 @@ What an image is and where it goes is a ``Job`` (``sharpen enhance``: a file; th
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from .imageio import ImageError, Picture, format_for_path, write_encoded, write_
 from .inference import LoadedModel, estimate_hints, load_model, sharpen_pixels
 from .tiled import fits_whole
 
+log = logging.getLogger(__name__)
 STAGES = ("decode", "estimate", "model", "score", "encode", "database")
 SMALL_TILE = 256  # the second try of an image that ran the GPU out of memory
 
@@ -58,6 +60,10 @@ class StageClock:
     def add(self, name: str, seconds: float) -> None:
         with self._lock:
             self.seconds[name] += seconds
+
+    def count_image(self) -> None:
+        with self._lock:
+            self.images += 1
 
     def line(self) -> str:
         """e.g. ``decode 0.21 s, estimate 0.05 s, model 1.30 s, …`` (every stage, in pipeline order)."""
@@ -166,7 +172,7 @@ class Overlapped:
             with self.clock.stage("encode"):
                 values = {**values, **job.write(frame, out)}
             job.done(values)
-            self.clock.images += 1
+            self.clock.count_image()
         except BaseException as exc:  # noqa: BLE001 - handed to the job: fails alone or stops the run
             self._failed(job, exc)
         finally:
@@ -272,8 +278,8 @@ class Overlapped:
                     values.append(job.score(frame, out[i]))
             with self.clock.stage("model"):
                 host = _to_host(out, [encodes_on_device(f.format, o) for f, o in zip(frames, out)])
-        except BaseException as exc:  # noqa: BLE001 - one bad image of a batch: each goes on alone
-            if len(group) > 1 and isinstance(exc, ImageError):
+        except BaseException as exc:  # noqa: BLE001 - a batch that failed: each image goes on alone
+            if len(group) > 1:
                 for one in group:
                     self._sharpen(model, [one])
                 return
@@ -335,15 +341,12 @@ def sharpen_within_memory(model: LoadedModel, px: torch.Tensor, hints, name: str
 
 
 def _warn(message: str) -> None:
-    import logging
-
-    logging.getLogger(__name__).warning(message)
+    log.warning(message)
 
 
 def host_array(pixels: torch.Tensor) -> np.ndarray:
     """A tensor's pixels as a numpy array (a view when they are on the host)."""
     return pixels.cpu().numpy() if pixels.device.type != "cpu" else pixels.numpy()
-
 
 
 def write_output(path, out: torch.Tensor, frame: Frame) -> None:

@@ -13,6 +13,7 @@ finite is made once per call, not per tile.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from torch import nn
 if TYPE_CHECKING:
     from .inference import LoadedModel
 
+log = logging.getLogger(__name__)
 CPU_BUDGET = (256 << 20, 1 << 30)   # a forward pass on the CPU may use one float copy of its images, within these
 MIN_TILE = 64
 _PROBE_SIDE = 256
@@ -300,6 +302,6 @@ def run_tiled(model: "LoadedModel", pixels: torch.Tensor, hints: torch.Tensor | 
 
     out = run(amp)
     if out is None:
-        model.stats["fp32_fallbacks"] += 1
+        log.warning("fp16 output of %s was not finite: computed again in fp32", model.arch)
         out = run(False)
     return out

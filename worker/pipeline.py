@@ -209,6 +209,8 @@ class _Chunk:
                 with self.ctx.clock.stage("database"):
                     for batch_id in self.batches:  # progress lives in the database; the last image finishes it
                         refresh_batch(self.ctx.db, batch_id)
+            except TRANSIENT_ERRORS as exc:  # the next chunk's, or the sweep's, recount settles it
+                log.warning("batches %s not recounted (%s)", sorted(self.batches), describe(exc))
             finally:
                 self.finished.set()
 
