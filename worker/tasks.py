@@ -55,8 +55,11 @@ def process_images(self, job_ids: list[int]) -> dict:
         if is_sticky(exc) and ctx.clock.images:
             log.error("this worker cannot work: %s; its images are back in the queue; this CUDA error leaves the "
                       "process unable to use its GPU, so it exits to be started afresh", cause, exc_info=exc)
-            os.kill(os.getpid(), signal.SIGTERM)   # warm shutdown after this task; prefork: a new child
-        elif ctx.backoff.pausing:
+            try:
+                raise self.retry(countdown=delay, exc=exc) from None
+            finally:   # once the retry is sent: a warm shutdown after this task (solo), a new child (prefork)
+                os.kill(os.getpid(), signal.SIGTERM)
+        if ctx.backoff.pausing:
             log.error("this worker cannot work: %s; its images are back in the queue; it stops taking images "
                       "and checks every %g s whether it can work again", cause, ctx.backoff.max_delay)
             stop_taking_work(self, ctx, cause)
