@@ -26,7 +26,7 @@ class Settings:
     max_attempts: int = 3              # claims of one image or run (worker deaths included) before giving up
     sweep_seconds: int = 5             # how often the scheduler looks for stranded work
     fault_backoff_max: int = 30        # longest wait before a worker that cannot work tries again (< requeue_after)
-    io_threads: int = -1               # threads that decode and encode beside the model; -1: one per core, 0: serial
+    io_threads: int = -1               # threads that decode and encode beside the model; -1: auto, 0: serial
     memory_budget_mb: int = 0          # memory one forward pass may use; 0: half the GPU's free memory, 512 on CPU
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000

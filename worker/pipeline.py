@@ -67,11 +67,11 @@ class WorkerContext:
         return cls(settings=settings, db=Database(settings), storage=Storage(settings.storage_root),
                    backoff=Backoff(max_delay=settings.fault_backoff_max))
 
-    @property
-    def flow(self) -> Overlapped:
+    def flow(self, device: torch.device) -> Overlapped:
+        """The pool that decodes and encodes beside the model (made for the first model's device)."""
         if self._flow is None:
             threads = None if self.settings.io_threads < 0 else self.settings.io_threads
-            self._flow = Overlapped(threads, self.clock)
+            self._flow = Overlapped(threads, self.clock, device=device)
         return self._flow
 
     @property
@@ -393,11 +393,11 @@ def process_jobs(ctx: WorkerContext, job_ids: list[int], wait: bool = True) -> d
             claimed = claim_chunk(ctx, ids)
         jobs = [ClaimedImage(ctx, job_id, chunk, claimed.get(job_id)) for job_id in ids]
         try:
-            ctx.flow.run(model, jobs)
+            ctx.flow(model.device).run(model, jobs)
         finally:
             for job in jobs:   # stopped by a fault before these were reached: back to the queue
                 job.abandon()
-    if wait:
-        ctx.flow.drain()
+    if wait and ctx._flow is not None:
+        ctx._flow.drain()
         chunk.finished.wait()
     return dict(chunk.counts)

@@ -59,12 +59,13 @@ class EnhanceFile:
 
 def enhance_files(model, pairs: list[tuple[Path, Path]], threads: int | None = None, progress=None,
                   clock=None) -> list[ImageError]:
-    """Sharpen (source, destination) pairs, decoding and writing on ``threads`` threads (None: one per core,
-    0: one image after another) while the model runs; returns the files that failed (each fails alone)."""
+    """Sharpen (source, destination) pairs, decoding and writing on ``threads`` threads (None: as many as
+    suit the model's device, 0: one image after another) while the model runs; returns the files that
+    failed (each fails alone)."""
     from shared.overlapped import Overlapped
 
     failed: list[ImageError] = []
-    flow = Overlapped(threads, clock)
+    flow = Overlapped(threads, clock, device=model.device)
     try:
         flow.run(model, [EnhanceFile(src, dst, failed, progress) for src, dst in pairs])
         flow.drain()
