@@ -1,12 +1,13 @@
 """Megapixels per second of the default student, the previous default and the teacher, end to end.
 
     python bench/speed.py [--student models/student-default.pt] [--previous models/variants/s2d-hint-jitter.pt]
-                          [--teacher models/teacher.pt] [--size 1024] [--device cpu|cuda|all]
+                          [--teacher models/teacher.pt] [--size 1024[,2048,...]] [--device cpu|cuda|all]
 
-All run in this process on the same image through ``shared.inference.sharpen_tensor`` as the worker calls it
-(the degradation estimate, any front end, tiles, channels_last; fp16 autocast on CUDA), so the ratios are
-robust to a noisy machine. Untrained networks of the same architecture are used when a file is missing
-(speed does not depend on the weights).
+All run in this process on the same 8-bit image, already on the device, through
+``shared.inference.sharpen_pixels`` as the worker calls it (the degradation read from the pixels on the
+device, any front end, whole or tiled as the memory budget decides, channels_last, fp16 autocast on CUDA,
+rounded back to 8 bits), so the ratios are honest and robust to a noisy machine. Untrained networks of the
+same architecture are used when a file is missing (speed does not depend on the weights).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import nets  # noqa: E402
-from shared.inference import DEFAULT_MODEL, LoadedModel, load_model, sharpen_tensor  # noqa: E402
+from shared.inference import DEFAULT_MODEL, LoadedModel, load_model, sharpen_pixels  # noqa: E402
 from trainer.config import DEFAULT_STUDENT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,29 +35,32 @@ def get_model(path: Path, arch: str, device: torch.device) -> LoadedModel:
 
 
 def blurred_photo(size: int) -> torch.Tensor:
-    """scikit-image's astronaut at size x size, Gaussian-blurred (σ = 2): an input every model works on (a
-    random image reads as sharp, and a guarded model would return it untouched)."""
+    """scikit-image's astronaut at size x size, Gaussian-blurred (σ = 2), as 8-bit HWC pixels: an input every
+    model works on (a random image reads as sharp, and a guarded model would return it untouched)."""
     import cv2
     import skimage.data
 
     from shared.degrade import Degradation, degrade
 
     rgb = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
-    img, _ = degrade(rgb.astype("float32") / 255, Degradation.fixed(2.0), __import__("numpy").random.default_rng(0))
-    return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
+    import numpy as np
+
+    img, _ = degrade(rgb.astype("float32") / 255, Degradation.fixed(2.0), np.random.default_rng(0))
+    return torch.from_numpy(np.rint(img * 255).astype(np.uint8))
 
 
-def megapixels_per_second(model: LoadedModel, x: torch.Tensor, seconds: float) -> float:
-    sharpen_tensor(model, x)  # warm-up (allocations, kernel choice)
+def megapixels_per_second(model: LoadedModel, px: torch.Tensor, seconds: float) -> float:
+    for _ in range(2):
+        sharpen_pixels(model, px)  # warm-up (allocations, kernel choice, the estimator loaded on the device)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
     runs, t0 = 0, time.perf_counter()
     while runs < 2 or time.perf_counter() - t0 < seconds:
-        sharpen_tensor(model, x)
+        sharpen_pixels(model, px)
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         runs += 1
-    return runs * x.shape[-1] * x.shape[-2] / 1e6 / (time.perf_counter() - t0)
+    return runs * px.shape[0] * px.shape[1] / 1e6 / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -65,27 +69,29 @@ def main() -> None:
     ap.add_argument("--previous", type=Path, default=ROOT / "models" / "variants" / "s2d-hint-jitter.pt")
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     ap.add_argument("--teacher", type=Path, default=ROOT / "models" / "teacher.pt")
-    ap.add_argument("--size", type=int, default=1024, help="square test image side, pixels")
+    ap.add_argument("--size", default="1024", help="square test image sides, pixels, comma-separated")
     ap.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
     args = ap.parse_args()
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
         devices.append(torch.device("cuda"))
-    print(f"image {args.size}x{args.size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'device':<8} {'model':<32} {'MP/s':>8} {'s/MP':>8}")
+    sizes = [int(v) for v in args.size.split(",")]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; 8-bit pixels on the device in and out")
+    print(f"{'device':<8} {'size':>6} {'model':<32} {'MP/s':>8} {'s/MP':>8}")
     for dev in devices:
-        x = blurred_photo(args.size).to(dev)
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
         student = get_model(args.student, DEFAULT_STUDENT, dev)
         previous = get_model(args.previous, "student-s2d-hint", dev)
         teacher = get_model(args.teacher, "teacher", dev)
-        s = megapixels_per_second(student, x, args.seconds)
-        p = megapixels_per_second(previous, x, args.seconds)
-        t = megapixels_per_second(teacher, x, args.seconds)
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        print(f"{dev.type:<8} {student.arch + ' (default)':<32} {s:8.2f} {1 / s:8.3f}")
-        print(f"{dev.type:<8} {previous.arch + ' (previous)':<32} {p:8.2f} {1 / p:8.3f}")
-        print(f"{dev.type:<8} {teacher.arch:<32} {t:8.2f} {1 / t:8.3f}")
-        print(f"{dev.type:<8} default/previous {s / p:.2f}x, default/teacher {s / t:.1f}x  ({name})")
+        for size in sizes:
+            px = blurred_photo(size).to(dev)
+            rates = {}
+            for label, model in ((student.arch + " (default)", student), (previous.arch + " (previous)", previous),
+                                 (teacher.arch, teacher)):
+                rates[label] = r = megapixels_per_second(model, px, args.seconds)
+                print(f"{dev.type:<8} {size:>6} {label:<32} {r:8.2f} {1 / r:8.3f}", flush=True)
+            s, p, t = rates.values()
+            print(f"{dev.type:<8} {size:>6} default/previous {s / p:.2f}x, default/teacher {s / t:.1f}x  ({name})")
 
 
 if __name__ == "__main__":

@@ -72,17 +72,39 @@ def central_region(gray: np.ndarray, side: int = REGION, multiple: int = BlurEst
 
 
 def central_gray(rgb, side: int = REGION) -> np.ndarray:
-    """The central region (at most ``side``² pixels) of the image's gray, float32 on the host. A tensor
-    (HWC RGB or HW, on any device) is converted and cut on its device, so only the region is copied."""
+    """The central region (at most ``side``² pixels) of the image's gray, float32 on the host."""
     if not torch.is_tensor(rgb):
         return central_region(to_gray(rgb), side, 1)
-    t = rgb.detach().float()
-    if t.ndim == 3 and t.shape[2] == 3:
-        t = t[..., 0] * 0.299 + t[..., 1] * 0.587 + t[..., 2] * 0.114   # OpenCV's RGB2GRAY weights
-    h, w = t.shape[:2]
-    t = t.reshape(h, w)
+    return np.ascontiguousarray(central_gray_tensor(rgb, side).cpu().numpy())
+
+
+def central_gray_tensor(rgb: torch.Tensor, side: int = REGION) -> torch.Tensor:
+    """``central_gray`` of a float tensor (HWC RGB, HW1 or HW gray), cut and converted on its device (only the
+    region is converted): (h, w) float32."""
+    t = rgb.detach()
+    if t.ndim == 3:
+        h, w = t.shape[:2]
+    else:
+        h, w = t.shape
     y, x = (h - min(h, side)) // 2, (w - min(w, side)) // 2
-    return np.ascontiguousarray(t[y:y + side, x:x + side].cpu().numpy())
+    t = t[y:y + side, x:x + side].float()
+    if t.ndim == 3 and t.shape[2] == 3:
+        return rgb_to_gray(t)
+    return t.reshape(t.shape[0], t.shape[1])
+
+
+_GRAY_WEIGHTS = [float(np.float32(w)) for w in (0.299, 0.587, 0.114)]
+
+
+def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    """(…, 3) float32 RGB → (…) gray, bit for bit as ``cv2.cvtColor(RGB2GRAY)`` computes it (G first, then
+    fused multiply-adds of R and B: emulated in float64 and rounded to float32 after each step), so the
+    readings below match OpenCV's on the same pixels."""
+    wr, wg, wb = _GRAY_WEIGHTS
+    r, g, b = (rgb[..., i].double() for i in range(3))
+    x = (g * wg).float().double()
+    x = (r * wr + x).float().double()
+    return (b * wb + x).float()
 
 
 def _has_edges(gray: np.ndarray) -> bool:
@@ -113,7 +135,11 @@ def estimate_noise(rgb) -> tuple[float, float]:
     Fine: Immerkær's estimate on the central ``REGION``² gray pixels; coarse: the same after 2 x 2 averaging
     (times 2, so white noise reads alike at both scales). JPEG removes the finest noise and leaves blotches:
     the coarse reading sees them. The flatter half of the pixels (least gradient) is used, so edges and
-    texture read as little noise on a blurred photo. (Only the gray central region leaves the device.)"""
+    texture read as little noise on a blurred photo. A tensor is read with torch ops on its device
+    (``noise_on_device``); numpy with OpenCV."""
+    if torch.is_tensor(rgb):
+        fine, coarse = noise_on_device(central_gray_tensor(rgb)[None])[0].tolist()
+        return fine, coarse
     gray = central_gray(rgb)
     gray = np.ascontiguousarray(gray, dtype=np.float32)
     fine = _noise_at(gray)
@@ -124,10 +150,13 @@ def estimate_noise(rgb) -> tuple[float, float]:
     return fine, 2 * _noise_at(half)
 
 
-def estimate_hint(rgb: np.ndarray, size: int, device: torch.device | str = "cpu") -> list[float]:
+def estimate_hint(rgb, size: int, device: torch.device | str = "cpu") -> list[float]:
     """What a hinted network is told about a float HWC RGB image: [σ] (size 1) or [σ, noise fine, noise
-    coarse] (size 3)."""
-    gray = central_gray(rgb)   # only this leaves the device
+    coarse] (size 3). A tensor is read on its own device (``hints_on_device``), numpy on the host with the
+    estimator on ``device``."""
+    if torch.is_tensor(rgb):
+        return hints_on_device(central_gray_tensor(rgb)[None], size)[0].tolist()
+    gray = central_gray(rgb)
     sigma = estimate_blur(gray, device=device)
     return [sigma] if size == 1 else [sigma, *estimate_noise(gray)]
 
@@ -135,10 +164,12 @@ def estimate_hint(rgb: np.ndarray, size: int, device: torch.device | str = "cpu"
 @torch.inference_mode()
 def estimate_blur(rgb, net: BlurEstimatorNet | None = None, device: torch.device | str = "cpu") -> float:
     """Blur σ (pixels, in [MIN_SIGMA, MAX_SIGMA], or PRIOR_SIGMA) of a float HWC RGB or HW gray image in [0, 1]
-    (numpy, or a tensor on any device: see ``central_gray``).
+    (numpy, or a tensor, read on its device by ``blur_on_device``).
 
     The shipped estimator runs on ``device`` (the sharpening model's: a GPU worker reads σ on its GPU), or
     pass ``net``."""
+    if torch.is_tensor(rgb):
+        return float(blur_on_device(central_gray_tensor(rgb)[None], net)[0])
     gray = central_gray(rgb)
     if min(gray.shape) < _MIN_SIDE:
         return PRIOR_SIGMA
@@ -149,3 +180,76 @@ def estimate_blur(rgb, net: BlurEstimatorNet | None = None, device: torch.device
     x = torch.from_numpy(region)[None, None].to(next(net.parameters()).device)
     log_sigma = float(net(x)[0])
     return float(np.clip(np.exp(log_sigma), MIN_SIGMA, MAX_SIGMA))
+
+
+
+# ------------------------------------------------------------------ the same readings, on the device
+# Torch ops on a batch of gray central regions (N, h, w) on any device: no copy to the host, no sync (the
+# caller reads the (N, k) result once). They match the OpenCV readings above to float rounding.
+
+def _sobel2(gray: torch.Tensor, pad: bool) -> torch.Tensor:
+    """gx² + gy² of OpenCV's 3 x 3 Sobel of (N, h, w), separable and in OpenCV's order of operations (the
+    flatter half below depends on ties); ``pad``: OpenCV's default border (reflect 101), else only the valid
+    part ((h-2, w-2))."""
+    p = torch.nn.functional.pad(gray[:, None], (1, 1, 1, 1), mode="reflect")[:, 0] if pad else gray
+    d = p[:, :, 2:] - p[:, :, :-2]                          # row filter [-1, 0, 1]
+    gx = d[:, 1:-1] * 2 + (d[:, :-2] + d[:, 2:])            # column filter [1, 2, 1]
+    r = p[:, :, 1:-1] * 2 + (p[:, :, :-2] + p[:, :, 2:])    # row filter [1, 2, 1]
+    gy = r[:, 2:] - r[:, :-2]                               # column filter [-1, 0, 1]
+    return gx * gx + gy * gy
+
+
+def _laplace(gray: torch.Tensor) -> torch.Tensor:
+    """|``_LAPLACE``| correlated with (N, h, w), the valid part (h-2, w-2)."""
+    r = gray[:, :, :-2] - gray[:, :, 1:-1] * 2 + gray[:, :, 2:]
+    return (r[:, :-2] - r[:, 1:-1] * 2 + r[:, 2:]).abs()
+
+
+def _noise_at_t(gray: torch.Tensor) -> torch.Tensor:
+    """``_noise_at`` of each (h, w) image of (N, h, w): (N,)."""
+    n, h, w = gray.shape
+    if min(h, w) < 8:
+        return gray.new_zeros(n)
+    lap = _laplace(gray).flatten(1)
+    grad = _sobel2(gray, pad=False).flatten(1)
+    median = grad.kthvalue(grad.shape[1] // 2 + 1, dim=1).values   # np.partition's element size // 2
+    flat = grad <= median[:, None]
+    mean = (lap * flat).sum(1, dtype=torch.float64) / flat.sum(1)
+    return (math.sqrt(math.pi / 2) / 6 * mean).float()
+
+
+def noise_on_device(gray: torch.Tensor) -> torch.Tensor:
+    """(N, 2): ``estimate_noise`` (fine, coarse) of N gray central regions (N, h, w), on their device."""
+    gray = gray.float()
+    fine = _noise_at_t(gray)
+    h, w = gray.shape[1:]
+    if min(h, w) < 16:
+        return torch.stack([fine, fine], dim=1)
+    g = gray[:, :h // 2 * 2, :w // 2 * 2]
+    half = ((g[:, 0::2, 0::2] + g[:, 0::2, 1::2]) + (g[:, 1::2, 0::2] + g[:, 1::2, 1::2])) * 0.25  # INTER_AREA's order
+    return torch.stack([fine, 2 * _noise_at_t(half)], dim=1)
+
+
+@torch.inference_mode()
+def blur_on_device(gray: torch.Tensor, net: BlurEstimatorNet | None = None) -> torch.Tensor:
+    """(N,): ``estimate_blur`` of N gray central regions (N, h, w), on their device (the shipped estimator is
+    loaded there once)."""
+    gray = gray.float()
+    n, h, w = gray.shape
+    if min(h, w) < _MIN_SIDE:
+        return gray.new_full((n,), PRIOR_SIGMA)
+    m = BlurEstimatorNet.multiple
+    th, tw = min(h, REGION) // m * m, min(w, REGION) // m * m
+    y, x = (h - th) // 2, (w - tw) // 2
+    region = gray[:, y:y + th, x:x + tw]
+    edges = (_sobel2(region, pad=True) >= 0.05 ** 2).flatten(1).sum(1) >= _MIN_EDGES
+    net = net or _shipped(str(gray.device))
+    sigma = net(region[:, None].contiguous(memory_format=torch.channels_last)).exp().clamp(MIN_SIGMA, MAX_SIGMA)
+    return torch.where(edges, sigma.float(), torch.full_like(sigma.float(), PRIOR_SIGMA))
+
+
+def hints_on_device(gray: torch.Tensor, size: int, net: BlurEstimatorNet | None = None) -> torch.Tensor:
+    """(N, size): what a hinted network is told (``estimate_hint``) about N images from their gray central
+    regions (N, h, w), computed on their device."""
+    sigma = blur_on_device(gray, net)[:, None]
+    return sigma if size == 1 else torch.cat([sigma, noise_on_device(gray)], dim=1)

@@ -26,6 +26,8 @@ class Settings:
     max_attempts: int = 3              # claims of one image or run (worker deaths included) before giving up
     sweep_seconds: int = 5             # how often the scheduler looks for stranded work
     fault_backoff_max: int = 30        # longest wait before a worker that cannot work tries again (< requeue_after)
+    io_threads: int = -1               # threads that decode and encode beside the model; -1: auto, 0: serial
+    memory_budget_mb: int = 0          # memory one forward pass may use; 0: half the GPU's free memory, 512 on CPU
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8000
 
@@ -61,7 +63,8 @@ class Settings:
                           ("lease_seconds", "SHARPEN_LEASE_SECONDS"), ("requeue_after", "SHARPEN_REQUEUE_AFTER"),
                           ("visibility_timeout", "SHARPEN_VISIBILITY_TIMEOUT"),
                           ("max_attempts", "SHARPEN_MAX_ATTEMPTS"), ("sweep_seconds", "SHARPEN_SWEEP_SECONDS"),
-                          ("fault_backoff_max", "SHARPEN_FAULT_BACKOFF_MAX"),
+                          ("fault_backoff_max", "SHARPEN_FAULT_BACKOFF_MAX"), ("io_threads", "SHARPEN_IO_THREADS"),
+                          ("memory_budget_mb", "SHARPEN_MEMORY_BUDGET_MB"),
                           ("dashboard_port", "SHARPEN_PORT")):
             if env.get(key):
                 values[name] = int(env[key])
@@ -80,4 +83,5 @@ class Settings:
                 "SHARPEN_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
                 "SHARPEN_MAX_ATTEMPTS": str(self.max_attempts), "SHARPEN_SWEEP_SECONDS": str(self.sweep_seconds),
                 "SHARPEN_FAULT_BACKOFF_MAX": str(self.fault_backoff_max),
+                "SHARPEN_IO_THREADS": str(self.io_threads), "SHARPEN_MEMORY_BUDGET_MB": str(self.memory_budget_mb),
                 "SHARPEN_HOST": self.dashboard_host, "SHARPEN_PORT": str(self.dashboard_port)}

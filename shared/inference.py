@@ -3,24 +3,26 @@
 A model file is ``torch.save`` of a dict: ``format``, ``arch``, ``state_dict`` and ``meta`` (training config,
 validation metrics, teacher init, creation time). Its sha256 is computed when it is loaded.
 
-Images are float32 HWC RGB in [0, 1] (numpy) at the edges; NCHW tensors inside.
+The worker and ``sharpen enhance`` hand over 8/16-bit pixels (``sharpen_pixels``): the degradation is read
+from them on the model's device and they are sharpened whole, or in tiles when memory requires
+(``shared.tiled``). ``sharpen_tensor`` / ``sharpen_array`` take float32 RGB in [0, 1] (NCHW tensors, HWC
+numpy).
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import nets
-from .blur_estimate import estimate_hint
+from .blur_estimate import REGION, estimate_hint, hints_on_device, rgb_to_gray
 from .storage import atomic_write
+from .tiled import run_tiled
 
 MODEL_FORMAT = "sharpen-model/1"
 PACKAGE_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -71,7 +73,8 @@ class LoadedModel:
     path: Path
     device: torch.device
     amp: bool = True                 # mixed precision on CUDA (fp32 fallback when output is not finite)
-    stats: dict = field(default_factory=lambda: {"fp32_fallbacks": 0})
+    memory_budget: int | None = None            # bytes a forward pass may use (None: ``tiled.memory_budget``)
+    forward_bytes_per_pixel: float | None = field(default=None, repr=False)   # cached by ``tiled``
 
     @property
     def scale(self) -> int:
@@ -108,12 +111,19 @@ class LoadedModel:
         return float(min(1.0, max(0.0, (sigma - lo) / max(hi - lo, 1e-6))))
 
     def estimate_hint(self, rgb) -> list[float] | None:
-        """What this network is told about a float HWC RGB image (None when it takes no hint)."""
-        return estimate_hint(rgb, self.hint_size, self.device) if self.uses_hint else None
+        """What this network is told about a float HWC RGB image (None when it takes no hint). A tensor on a
+        GPU is read there; on the CPU, with OpenCV (the readings the models were tuned with)."""
+        if not self.uses_hint:
+            return None
+        if torch.is_tensor(rgb) and rgb.device.type == "cpu":
+            rgb = rgb.numpy()
+        return estimate_hint(rgb, self.hint_size, self.device)
 
 
-def load_model(path: Path | str | None = None, device: str | torch.device = "auto") -> LoadedModel:
-    """Load a model file (default: ``default_model_path()``) onto ``device`` in eval mode."""
+def load_model(path: Path | str | None = None, device: str | torch.device = "auto", *,
+               memory_budget: int | None = None) -> LoadedModel:
+    """Load a model file (default: ``default_model_path()``) onto ``device`` in eval mode; ``memory_budget``:
+    bytes a forward pass may use (default: ``shared.tiled.memory_budget``)."""
     path = Path(path) if path else default_model_path()
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
@@ -131,119 +141,114 @@ def load_model(path: Path | str | None = None, device: str | torch.device = "aut
     dev = device if isinstance(device, torch.device) else choose_device(device)
     net = net.to(dev).eval().to(memory_format=torch.channels_last)
     return LoadedModel(net=net, arch=arch, meta=payload.get("meta", {}), sha256=file_sha256(path),
-                       path=path, device=dev)
+                       path=path, device=dev, memory_budget=memory_budget)
 
 
 Hint = "list[float] | float | None"
 
 
-def _forward(model: LoadedModel, x: torch.Tensor, hint: Hint = None) -> torch.Tensor:
-    """One forward pass of an NCHW batch whose sides are multiples of ``model.scale``; every image of the
-    batch is told the same ``hint``."""
-    x = x.to(model.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    run = model.net
-    if model.uses_hint:
-        values = torch.tensor(hint if isinstance(hint, (list, tuple)) else [hint], dtype=torch.float32)
-        h = values.to(model.device).expand(x.shape[0], -1)
-        run = lambda t: model.net(t, h)  # noqa: E731
-    with torch.inference_mode():
-        if model.device.type == "cuda" and model.amp:
-            with torch.autocast("cuda", dtype=torch.float16):
-                y = run(x)
-            if torch.isfinite(y).all():
-                return y.float()
-            model.stats["fp32_fallbacks"] += 1
-        return run(x).float()
+def estimate_hints(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor | None:
+    """(N, k) hints of an (N, H, W, C) batch of 8/16-bit pixels, on the model's device (None when the model
+    takes none). Only the central ``REGION``² pixels are read. On a GPU they are read there with torch ops
+    (``shared.blur_estimate.hints_on_device``), on the CPU with OpenCV, as the models were tuned."""
+    if not model.uses_hint:
+        return None
+    n, h, w, c = pixels.shape
+    y, x = (h - min(h, REGION)) // 2, (w - min(w, REGION)) // 2
+    crop = pixels[:, y:y + REGION, x:x + REGION]
+    scale = float(torch.iinfo(pixels.dtype).max) if not pixels.dtype.is_floating_point else 1.0
+    if model.device.type == "cpu":
+        rows = []
+        for img in crop.cpu():
+            rgb = img.numpy().astype(np.float32) / np.float32(scale)     # as to_model_input
+            rgb = np.repeat(rgb[..., :1], 3, axis=2) if c in (1, 2) else rgb[..., :3]
+            rows.append(estimate_hint(rgb, model.hint_size))
+        return torch.tensor(rows, dtype=torch.float32)
+    rgb = crop.to(model.device, non_blocking=True).float() / scale
+    gray = rgb_to_gray(rgb[..., :1].expand(-1, -1, -1, 3) if c in (1, 2) else rgb[..., :3])
+    return hints_on_device(gray, model.hint_size)
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        # reflect needs pad < size; replicate covers tiny images
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, h, w
+def _as_rows(model: LoadedModel, hint, n: int) -> torch.Tensor | None:
+    """A hint given by the caller (one for all images, or one per image) as (n, k) on the model's device."""
+    if not model.uses_hint or hint is None:
+        return None
+    t = torch.as_tensor(hint, dtype=torch.float32)
+    t = t.reshape(1, -1).expand(n, -1) if t.ndim < 2 else t
+    return t.to(model.device)
 
 
-def _tiles(length: int, tile: int, step: int) -> list[int]:
-    starts = list(range(0, max(length - tile, 0) + 1, step))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
-
-
-def _exact_tiled(model: LoadedModel, x: torch.Tensor, tile: int, batch: int, hint: Hint) -> torch.Tensor:
-    """Student: tiles with a halo of at least the receptive radius, so the result equals one whole pass
-    (bit for bit up to float rounding in fp32; under fp16 autocast on a GPU, to fp16 rounding)."""
-    s = model.scale
-    halo = math.ceil(model.net.receptive_radius / s) * s
-    tile = max(s, tile // s * s)
-    _, _, H, W = x.shape
-    out = torch.empty_like(x)
-    jobs: dict[tuple[int, int], list[tuple[int, int, int, int, int, int]]] = {}
-    for y0 in range(0, H, tile):
-        for x0 in range(0, W, tile):
-            y1, x1 = min(y0 + tile, H), min(x0 + tile, W)
-            a, b = max(0, y0 - halo), min(H, y1 + halo)
-            c, d = max(0, x0 - halo), min(W, x1 + halo)
-            jobs.setdefault((b - a, d - c), []).append((y0, y1, x0, x1, a, c))
-    for (h, w), group in jobs.items():
-        for i in range(0, len(group), batch):
-            part = group[i:i + batch]
-            inp = torch.cat([x[:, :, a:a + h, c:c + w] for (_, _, _, _, a, c) in part])
-            res = _forward(model, inp, hint).to(x.device)
-            for k, (y0, y1, x0, x1, a, c) in enumerate(part):
-                out[:, :, y0:y1, x0:x1] = res[k:k + 1, :, y0 - a:y1 - a, x0 - c:x1 - c]
-    return out
-
-
-def _blended_tiled(model: LoadedModel, x: torch.Tensor, tile: int, overlap: int, batch: int,
-                   hint: Hint = None) -> torch.Tensor:
-    """Teacher: overlapping tiles blended with a linear ramp (its receptive field is too large to be exact)."""
-    s = model.scale
-    tile = max(s, tile // s * s)
-    _, _, H, W = x.shape
-    if H <= tile and W <= tile:
-        return _forward(model, x, hint).to(x.device)
-    th, tw = min(tile, H), min(tile, W)
-    ramp = lambda n: torch.minimum(torch.arange(n) + 1.0, torch.arange(n, 0, -1.0)).clamp(max=overlap + 1)  # noqa
-    weight = (ramp(th)[:, None] * ramp(tw)[None, :]).to(x)
-    acc = torch.zeros_like(x)
-    norm = torch.zeros((1, 1, H, W), dtype=x.dtype, device=x.device)
-    coords = [(y0, x0) for y0 in _tiles(H, th, th - overlap) for x0 in _tiles(W, tw, tw - overlap)]
-    for i in range(0, len(coords), batch):
-        part = coords[i:i + batch]
-        res = _forward(model, torch.cat([x[:, :, y:y + th, z:z + tw] for y, z in part]), hint).to(x.device)
-        for k, (y, z) in enumerate(part):
-            acc[:, :, y:y + th, z:z + tw] += res[k:k + 1] * weight
-            norm[:, :, y:y + th, z:z + tw] += weight
-    return acc / norm
+def _gains(model: LoadedModel, hints: torch.Tensor | None) -> list[float]:
+    return [model.guard_gain(row) for row in hints.tolist()] if hints is not None and model.guard else []
 
 
 @torch.inference_mode()
-def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int = 512, overlap: int = 64,
-                   batch: int = 8, hint: Hint = None) -> torch.Tensor:
-    """Sharpen a (1,3,H,W) float tensor in [0,1] of any size in bounded memory; returns (1,3,H,W) clipped.
+def sharpen_pixels(model: LoadedModel, pixels, *, hints=None, tile: int | None = None,
+                   batch: int | None = None) -> torch.Tensor:
+    """Sharpen 8/16-bit pixels: (H, W, C) or a same-size batch (N, H, W, C), uint8 or uint16 (a numpy array
+    or a tensor on any device), C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
 
-    A hinted network gets the degradation estimated once from the whole image (or ``hint`` when given:
-    ``LoadedModel.estimate_hint``), so every tile of the image is sharpened alike; a model with a guard
-    (``LoadedModel.guard``) applies only part of its correction to images that read as nearly sharp.
-    """
+    Returns pixels of the same shape, dtype and device, as ``from_model_output`` would round the float
+    output (alpha copied, never sharpened). The hints are read on the model's device (``estimate_hints``)
+    unless given ((k,) for all, or (N, k)); images that read as sharp under the model's guard come back as
+    they are. Whole when the batch fits the memory budget, else in tiles (``shared.tiled``)."""
+    px = torch.from_numpy(np.ascontiguousarray(pixels)) if isinstance(pixels, np.ndarray) else pixels
+    single = px.ndim == 3
+    px = px[None] if single else px
+    out = _sharpen_batch(model, px, hints, tile, batch, float_out=False)
+    return out[0] if single else out
+
+
+def _sharpen_batch(model: LoadedModel, px: torch.Tensor, hints, tile, batch, float_out: bool) -> torch.Tensor:
+    n = px.shape[0]
+    rows = _as_rows(model, hints, n) if hints is not None else estimate_hints(model, px)
+    gains = _gains(model, rows)
+    if gains and max(gains) == 0.0:   # every image reads as sharp: returned as it is
+        if float_out:
+            return _to_float(px)
+        return px.clone()
+    keep = [i for i, g in enumerate(gains) if g > 0.0] if gains and min(gains) == 0.0 else None
+    if keep is not None:              # some read as sharp: only the others go through the model
+        out = _to_float(px) if float_out else px.clone()
+        idx = torch.tensor(keep, device=px.device)
+        part = _sharpen_batch(model, px[idx], rows[torch.tensor(keep, device=rows.device)], tile, batch, float_out)
+        out[idx] = part
+        return out
+    g = torch.tensor(gains, device=model.device) if gains and min(gains) < 1.0 else None
+    return run_tiled(model, px, rows.to(model.device) if rows is not None else None, g, tile=tile, batch=batch,
+                     float_out=float_out)
+
+
+def _to_float(px: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, C) pixels or float NHWC → float (N, 3, H, W) clipped to [0, 1] (the unsharpened image)."""
+    t = px.permute(0, 3, 1, 2)
+    if not t.dtype.is_floating_point:
+        t = t.float() / float(torch.iinfo(px.dtype).max)
+    t = t[:, :3] if t.shape[1] >= 3 else t[:, :1].expand(-1, 3, -1, -1)
+    return t.float().clamp(0.0, 1.0)
+
+
+@torch.inference_mode()
+def sharpen_tensor(model: LoadedModel, x: torch.Tensor, *, tile: int | None = None, overlap: int = 64,
+                   batch: int | None = None, hint: Hint = None) -> torch.Tensor:
+    """Sharpen an (N, 3, H, W) float tensor in [0, 1] of any size in bounded memory; returns (N, 3, H, W)
+    clipped, on ``x``'s device.
+
+    A hinted network gets the degradation estimated once from each whole image (or ``hint`` when given,
+    one for all images or one row per image: ``LoadedModel.estimate_hint``), so every tile of an image is
+    sharpened alike; a model with a guard (``LoadedModel.guard``) applies only part of its correction to
+    images that read as nearly sharp. ``tile`` None: whole when it fits the memory budget, else tiles
+    chosen from it (``shared.tiled``)."""
+    n = x.shape[0]
     if model.uses_hint and hint is None:
-        hint = model.estimate_hint(x[0].permute(1, 2, 0).float())
-    gain = model.guard_gain(hint)
-    if gain == 0.0:
+        hint = [model.estimate_hint(img.permute(1, 2, 0).float()) for img in x]
+    rows = _as_rows(model, hint, n)
+    gains = _gains(model, rows)
+    if gains and max(gains) == 0.0:
         return x.float().clamp(0.0, 1.0)
-    xp, h, w = _pad_to(x.float(), model.scale)
-    if model.is_teacher:
-        y = _blended_tiled(model, xp, tile, overlap, batch, hint)
-    else:
-        y = _exact_tiled(model, xp, tile, batch, hint)
-    y = y[:, :, :h, :w]
-    if gain < 1.0:
-        y = x.float() + gain * (y - x.float())
-    return y.clamp_(0.0, 1.0)
+    g = torch.tensor(gains, device=model.device) if gains and min(gains) < 1.0 else None
+    return run_tiled(model, x.float().permute(0, 2, 3, 1), rows, g, tile=tile, overlap=overlap, batch=batch,
+                     float_out=True)
 
 
 def sharpen_array(model: LoadedModel, rgb: np.ndarray, **kw) -> np.ndarray:

@@ -14,7 +14,7 @@ import click
 from sqlalchemy import select
 from tqdm import tqdm
 
-from shared.models import CANCELLED, DONE, MODES, Batch, ImageJob
+from shared.models import CANCELLED, DONE, MODES, QUEUED, RUNNING, Batch, ImageJob
 
 from .context import Context, QueueUnreachable
 from .remote import Client, results_remote, wait_remote
@@ -129,16 +129,31 @@ def status(ctx: Context, batch_id, wait, server, token):
     if server:
         client = Client(server, token)
         click.echo(_summary(wait_remote(client, batch_id) if wait else client.get(f"/batches/{batch_id}")))
-        for im in client.all_metrics(batch_id)["images"]:
-            if im["error"]:
-                click.echo(f"  failed: {im['error']}")
+        for line in _notes((im["status"], im["error"]) for im in client.all_metrics(batch_id)["images"]):
+            click.echo(line)
         return
     batch = wait_for(ctx, batch_id) if wait else _batch_or_fail(ctx, batch_id)
     click.echo(_summary(batch))
     with ctx.db.session() as s:
-        for job in s.scalars(select(ImageJob).where(ImageJob.batch_id == batch_id, ImageJob.error.is_not(None))
-                             .order_by(ImageJob.position)):
-            click.echo(f"  failed: {job.error}")
+        rows = s.execute(select(ImageJob.status, ImageJob.error).where(ImageJob.batch_id == batch_id,
+                                                                       ImageJob.error.is_not(None))
+                         .order_by(ImageJob.position)).all()
+    for line in _notes(rows):
+        click.echo(line)
+
+
+def _notes(rows) -> list[str]:
+    """Why images wait (a worker handed them back: one line per reason, with a count), then each failure."""
+    waiting: dict[str, int] = {}
+    failed = []
+    for status, error in rows:
+        if not error:
+            continue
+        if status in (QUEUED, RUNNING):
+            waiting[error] = waiting.get(error, 0) + 1
+        else:
+            failed.append(f"  failed: {error}")
+    return [f"  {n} image{'s' if n > 1 else ''} {why}" for why, n in waiting.items()] + failed
 
 
 @click.command()

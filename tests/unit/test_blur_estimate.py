@@ -79,3 +79,31 @@ def test_cli_trains_and_reports(photo_folder, tmp_path):
     assert f"blur estimator written to {out}" in result.output and out.is_file()
     result = CliRunner().invoke(cli, ["train", "blur-estimator", "--data", str(tmp_path), "--out", str(out)])
     assert result.exit_code != 0 and "no training images" in result.output
+
+
+@pytest.mark.parametrize("name", ["rocket.jpg", "astronaut.png"])
+def test_the_device_readings_equal_opencvs(name):
+    from shared.blur_estimate import estimate_hint, estimate_noise, hints_on_device, central_gray_tensor
+    from shared.degrade import quantize8
+
+    for side, sigma in ((1200, 0.5), (256, 2.0), (40, 1.0)):   # larger than the region, smaller, tiny
+        img = quantize8(blurred(load_photo(name, side), sigma))
+        on_host = estimate_hint(img, 3)
+        on_device = hints_on_device(central_gray_tensor(torch.from_numpy(img))[None], 3)[0].tolist()
+        assert on_device == pytest.approx(on_host, rel=1e-5, abs=1e-9)
+        assert estimate_noise(torch.from_numpy(img)) == pytest.approx(estimate_noise(img), rel=1e-5, abs=1e-9)
+    flat = torch.full((64, 64, 3), 0.3)
+    assert hints_on_device(central_gray_tensor(flat)[None], 3)[0].tolist() == [PRIOR_SIGMA, 0.0, 0.0]
+
+
+def test_hints_from_pixels_are_the_float_images_on_the_cpu():
+    from shared.imageio import Picture, to_model_input
+    from shared.inference import estimate_hints, load_model
+
+    model = load_model(None, "cpu")
+    sharp = load_photo("coffee.png", 1300)    # larger than the region: only its centre is converted
+    for pixels in (np.rint(blurred(sharp, 1.5) * 255).astype(np.uint8),
+                   np.rint(blurred(sharp, 2.5).mean(axis=2, keepdims=True) * 65535).astype(np.uint16)):
+        rgb, _ = to_model_input(Picture(pixels, "PNG"))
+        assert estimate_hints(model, torch.from_numpy(pixels)[None])[0].tolist() == \
+            pytest.approx(model.estimate_hint(rgb), rel=1e-6)

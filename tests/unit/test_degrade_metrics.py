@@ -52,3 +52,22 @@ def test_ssim_torch_batched_per_image(photo):
     assert both.shape == (2,)
     assert abs(float(both[0]) - 1.0) < 1e-9 and float(both[1]) == pytest.approx(float(ssim_torch(a, b)))
     assert psnr(photo, photo) == float("inf")
+
+
+def test_scores_in_bands_of_pixels_equal_the_whole_image_scores(photo):
+    from shared.metrics import score_in_bands
+
+    sharp = np.rint(photo * 255).astype(np.uint8)
+    blurred = np.rint(degrade(photo, Degradation.fixed(2.0), np.random.default_rng(0))[0] * 255).astype(np.uint8)
+    a, b = (torch.from_numpy(p.astype(np.float32) / 255).permute(2, 0, 1)[None] for p in (blurred, sharp))
+    whole = float(ssim_torch(a, b)), float(psnr_torch(a, b))
+    assert abs(whole[0] - ssim(blurred / 255.0, sharp / 255.0)) < 1e-4
+    for budget in (None, 40 * 256 * 16):       # one band; bands of 10 map rows
+        for device in ("cpu", torch.device("cpu")):
+            s, p = score_in_bands(blurred, sharp, device, budget=budget)
+            assert abs(s - whole[0]) < 2e-6 and abs(p - whole[1]) < 1e-4
+    gray = sharp[..., :1]                        # gray, 16-bit: as their float RGB
+    s, p = score_in_bands((gray.astype(np.uint16) * 257), np.repeat(gray, 3, axis=2))
+    assert s == pytest.approx(1.0) and p > 100
+    with pytest.raises(ValueError, match="shape mismatch"):
+        score_in_bands(sharp, sharp[1:])

@@ -1,10 +1,12 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from shared import nets
-from shared.inference import (LoadedModel, ModelFileError, file_sha256, load_model, save_model, sharpen_array,
-                              sharpen_tensor)
+from shared.inference import (LoadedModel, ModelFileError, estimate_hints, file_sha256, load_model, save_model,
+                              sharpen_array, sharpen_pixels, sharpen_tensor)
 
 
 def trained_like(arch: str, seed: int = 0) -> torch.nn.Module:
@@ -103,3 +105,75 @@ def test_choose_guard_prefers_less_harm():
     by_guard = {tuple(r["guard"]) if r["guard"] else None: r for r in result["candidates"]}
     assert result["guard"] is not None and result["harm"] <= by_guard[None]["harm"]
     assert result["worse"] <= by_guard[None]["worse"] and "guard" not in model.meta
+
+
+def as_pixels(rgb: np.ndarray, dtype=np.uint8) -> np.ndarray:
+    return np.rint(rgb * np.iinfo(dtype).max).astype(dtype)
+
+
+def float_path(model, picture_pixels):
+    """What the worker did before 8-bit pixels went to the model: float image in, float image out, rounded."""
+    from shared.imageio import Picture, from_model_output, to_model_input
+
+    picture = Picture(picture_pixels, "PNG")
+    rgb, _ = to_model_input(picture)
+    y = sharpen_array(model, rgb, hint=model.estimate_hint(rgb), tile=64)
+    return from_model_output(y, picture).pixels
+
+
+@pytest.mark.parametrize("layout", ["rgb8", "gray8", "gray-alpha8", "rgba16"])
+def test_pixels_in_and_out_equal_the_float_path(photo, layout):
+    from shared.degrade import Degradation, degrade
+
+    blurred = degrade(photo[:150, :173], Degradation.fixed(2.0), np.random.default_rng(0))[0]  # odd width
+    gray = blurred.mean(axis=2, keepdims=True)
+    alpha = np.random.default_rng(1).random(blurred.shape[:2] + (1,), dtype=np.float32)
+    px = {"rgb8": as_pixels(blurred), "gray8": as_pixels(gray),
+          "gray-alpha8": as_pixels(np.concatenate([gray, alpha], axis=2)),
+          "rgba16": as_pixels(np.concatenate([blurred, alpha], axis=2), np.uint16)}[layout]
+    model = as_loaded(trained_like("student-s2d-hint", seed=2), "student-s2d-hint")
+    model.meta = {"guard": [0.5, 4.0]}   # σ̂ ≈ 2 here: part of the correction, through the guard's blend
+    expected = float_path(model, px)
+    for tile in (None, 48):
+        out = sharpen_pixels(model, px, tile=tile).numpy()
+        assert out.dtype == px.dtype and out.shape == px.shape
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1   # float rounding at a level's edge
+        assert (out != expected).mean() < 1e-3
+    if px.shape[2] in (2, 4):
+        assert np.array_equal(out[..., -1], px[..., -1])   # alpha is copied, never sharpened
+
+
+def test_a_batch_of_images_equals_each_alone_with_its_own_hint(photo):
+    from shared.degrade import Degradation, degrade
+
+    images = [as_pixels(degrade(photo[:96, :128], Degradation.fixed(s), np.random.default_rng(0))[0]) for s in (1, 3)]
+    model = as_loaded(trained_like("student-s2d-wiener", seed=4), "student-s2d-wiener")
+    alone = [sharpen_pixels(model, px) for px in images]
+    both = sharpen_pixels(model, np.stack(images))
+    for i in range(2):   # batched convolutions round differently, rarely by one level
+        diff = (both[i].int() - alone[i].int()).abs()
+        assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= 5
+    hints = estimate_hints(model, torch.from_numpy(np.stack(images)))
+    assert hints.shape == (2, 3) and hints[0, 0] < hints[1, 0]   # the blurrier image reads blurrier
+    model.meta = {"guard": [1.0, 1.2]}   # the first reads as sharp: returned as it is, the second sharpened
+    hints = [[0.5, 0.001, 0.001], [2.5, 0.001, 0.001]]
+    out = sharpen_pixels(model, np.stack(images), hints=hints)
+    assert torch.equal(out[0], torch.from_numpy(images[0]))
+    assert int((out[1].int() - sharpen_pixels(model, images[1], hints=hints[1]).int()).abs().max()) <= 1
+    assert not torch.equal(out[1], torch.from_numpy(images[1]))
+
+
+def test_the_tile_follows_the_image_size_and_the_memory_budget():
+    from shared.tiled import bytes_per_pixel, choose_tile, memory_budget
+
+    model = load_model(None, "cpu")   # the shipped default: the Wiener front end alone
+    assert choose_tile(model, 1, 1024, 1024) is None                     # a 1 MP image goes whole
+    th, tw = choose_tile(model, 1, 5472, 7296)                           # 40 MP: tiles
+    budget = memory_budget(model.device, 5472 * 7296)
+    assert budget == 5472 * 7296 * 12                                    # one float copy of it
+    halo = 42
+    assert (th + 2 * halo) * (tw + 2 * halo) * bytes_per_pixel(model) <= budget
+    assert math.ceil(5472 / th) * th - 5472 < th / 2 and th % 2 == 0     # balanced: no sliver of a last row
+    trained = as_loaded(trained_like("student-s2d-wiener"), "student-s2d-wiener")
+    assert bytes_per_pixel(trained) > bytes_per_pixel(model)             # its convolutions run too
+    assert choose_tile(trained, 1, 1024, 1024, budget=64 << 20) is not None
