@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shared import nets
-from shared.inference import (LoadedModel, ModelFileError, estimate_hints, file_sha256, load_model, save_model,
+from shared.inference import (PACKAGE_MODELS, LoadedModel, ModelFileError, estimate_hints, file_sha256, load_model, save_model,
                               sharpen_array, sharpen_pixels, sharpen_tensor)
 
 
@@ -166,7 +166,7 @@ def test_a_batch_of_images_equals_each_alone_with_its_own_hint(photo):
 def test_the_tile_follows_the_image_size_and_the_memory_budget():
     from shared.tiled import bytes_per_pixel, choose_tile, memory_budget
 
-    model = load_model(None, "cpu")   # the shipped default: the Wiener front end alone
+    model = load_model(PACKAGE_MODELS / "variants" / "s2d-wiener-guarded.pt", "cpu")   # the Wiener front end alone
     assert choose_tile(model, 1, 1024, 1024) is None                     # a 1 MP image goes whole
     th, tw = choose_tile(model, 1, 5472, 7296)                           # 40 MP: tiles
     budget = memory_budget(model.device, 5472 * 7296)
@@ -177,3 +177,5 @@ def test_the_tile_follows_the_image_size_and_the_memory_budget():
     trained = as_loaded(trained_like("student-s2d-wiener"), "student-s2d-wiener")
     assert bytes_per_pixel(trained) > bytes_per_pixel(model)             # its convolutions run too
     assert choose_tile(trained, 1, 1024, 1024, budget=64 << 20) is not None
+    bank = as_loaded(trained_like("student-s2d-wbank"), "student-s2d-wbank")
+    assert bytes_per_pixel(bank) > bytes_per_pixel(trained)              # and its bank of filtered copies
