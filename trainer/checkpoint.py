@@ -11,7 +11,7 @@ import torch
 
 CHECKPOINT_FORMAT = "sharpen-checkpoint/1"
 # Config fields a resumed run may change (how long to train, where to run); the rest define the experiment.
-RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "workers", "device", "time_budget_min"}
+RESUMABLE_CHANGES = {"epochs", "checkpoint_every", "workers", "device", "time_budget_min", "stop_after"}
 
 
 class CheckpointMismatch(ValueError):

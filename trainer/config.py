@@ -59,6 +59,8 @@ class TrainConfig:
     val_max_side: int = 512              # validation images are centre-cropped to this to bound eval time
     time_budget_min: float = 0.0         # >0: after epoch 1, set epochs so the run takes about this long
     checkpoint_every: int = 10           # epochs between checkpoints (the last epoch is always saved)
+    stop_after: int = 0                  # >0: checkpoint after this epoch and stop (resume later, the schedule
+                                         # following ``epochs``): replays a run that was resumed with new epochs
     seed: int = 0
     workers: int = 0                     # DataLoader worker processes
     device: str = "auto"

@@ -207,13 +207,16 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
                   f"(input {record['input_ssim']:.4f}) PSNR {record['val_psnr']:.2f} dB", flush=True)
         if on_epoch:  # before the checkpoint: a crash in between repeats the epoch, so callers upsert
             on_epoch(epoch + 1, record)
-        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+        pause = cfg.stop_after > 0 and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs or pause:
             save_checkpoint(ckpt_path, model=net.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), epoch=epoch + 1, step=step,
                             config=cfg.to_dict(), history=history)
             if on_checkpoint:
                 on_checkpoint(epoch + 1, ckpt_path)
         epoch += 1
+        if pause:
+            break   # --stop-after: checkpointed, to be resumed (e.g. with another --epochs)
 
     model_path = run_dir / MODEL
     save_model(model_path, net, cfg.arch, _model_meta(cfg.to_dict(), history, step, run_dir))

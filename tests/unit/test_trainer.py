@@ -237,3 +237,17 @@ def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_f
     model = load_model(result.model_path, "cpu")
     assert model.arch == "student-s2d-wbank" and "loss_no_harm" in result.final
     assert model.meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(parent)
+
+
+def test_stop_after_checkpoints_and_a_resume_continues_exactly(photo_folder, tmp_path):
+    """--stop-after N ends the run after epoch N with a checkpoint; resumed, it ends as one unbroken run
+    (models/train-shipped.sh replays the default's resumes with it)."""
+    base = dict(data=[str(photo_folder)], epochs=3, checkpoint_every=5, **SMALL)
+    straight = train(make_config("plain", **base), tmp_path / "straight", progress=False)
+    paused = train(make_config("plain", stop_after=1, **base), tmp_path / "paused", progress=False)
+    assert paused.epochs == 1
+    resumed = train(make_config("plain", **base), tmp_path / "paused", resume=True, progress=False)
+    assert resumed.resumed_from == 1 and resumed.epochs == 3
+    a = load_model(straight.model_path, "cpu").net.state_dict()
+    b = load_model(resumed.model_path, "cpu").net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
