@@ -247,7 +247,8 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
     start = load_model(cfg.init_from, "cpu")
     state = start.net.state_dict()
     own = net.state_dict()
-    extends_bank = getattr(net, "spec", None) is not None and net.spec.bank and not start.net.spec.bank
+    is_bank = lambda n: bool(getattr(getattr(n, "spec", None), "bank", False))  # noqa: E731
+    extends_bank = is_bank(net) and not is_bank(start.net)
     last = {k for k in own if k.startswith("body.6.")} if extends_bank else set()
     missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if k not in last}, strict=False)
     if unexpected or any(not k.startswith("hint.") and k not in last for k in missing):
