@@ -60,7 +60,8 @@ def _estimated_bytes_per_pixel(net: nn.Module, teacher: bool) -> float:
     if getattr(net, "front", None) is not None:
         floats += 24.0                                         # the Wiener front end's FFT buffers
     if getattr(getattr(net, "spec", None), "bank", False) and not _skips_convolutions(net):
-        floats += 24.0                                         # a bank's filtered copies and their spectra
+        floats += 8.0                                          # a bank's kernel spectra and one more filtered
+                                                               # copy (its filters run one at a time)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     if convs and not _skips_convolutions(net):
         scale = int(getattr(net, "scale", 1))

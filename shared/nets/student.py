@@ -118,25 +118,44 @@ class FourConvStudent(nn.Module):
             last = self.body[-1]
             zero = not self.training and not last.weight.any() and not last.bias.any()
             if self.spec.bank and not zero:
-                filtered = self.front.bank(x, h[:, 0], h[:, 1], h[:, 2])
-                base = filtered[:, 0]
-                bank = torch.cat([filtered[:, 1:], x[:, None]], dim=1) - base[:, None]   # (N, D, C, H, W)
+                if torch.is_grad_enabled():
+                    filtered = self.front.bank(x, h[:, 0], h[:, 1], h[:, 2])
+                    base = filtered[:, 0]
+                    bank = torch.cat([filtered[:, 1:], x[:, None]], dim=1) - base[:, None]   # (N, D, C, H, W)
+                else:  # inference: the bank's filters one at a time, after the convolutions (less memory)
+                    filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2])
+                    base = next(filters)
+                    bank = (filters, x)
             else:
                 base = self.front(x, h[:, 0], h[:, 1], h[:, 2])
             if zero:
                 return base  # a zero correction (the untrained or zero-correction student): skip the convolutions
             x = torch.cat([x, base], dim=1)
         y = F.pixel_unshuffle(x, r) if r > 1 else x
-        if self.hint is None:
-            y = self.body(y)
-        else:
-            feats = self._features(hint).to(y.dtype)
-            convs = self.body[::2]
-            for conv, lin in zip(convs[:-1], self.hint):
-                y = torch.relu(conv(y) + lin(feats)[:, :, None, None])
-            y = convs[-1](y)
+        y = self.body(y) if self.hint is None else self._hinted_body(y, self._features(hint).to(y.dtype))
         y = F.pixel_shuffle(y, r) if r > 1 else y
         if bank is not None:  # y: an RGB correction, then one weight per bank direction
             y, weights = y[:, :3], y[:, 3:]
-            y = y + (weights[:, :, None] * bank).sum(dim=1)
+            if torch.is_grad_enabled():
+                y = y + (weights[:, :, None] * bank).sum(dim=1)
+            else:  # the same sum without the (N, D, C, H, W) differences: Σ w·(b − base) = Σ w·b − base·Σ w
+                filters, inp = bank
+                y = y + weights[:, -1:] * inp - base * weights.sum(dim=1, keepdim=True)
+                for i, filtered in enumerate(filters):
+                    y.addcmul_(weights[:, i:i + 1], filtered)
         return base + y if (self.spec.residual or self.front is not None) else y
+
+    def _hinted_body(self, y: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """The convolutions, each hidden layer shifted by its hint features before the ReLU. Without autograd
+        and with one hint for the whole batch (one image, or the tiles of one), the shift is folded into the
+        convolution's bias and the ReLU runs in place: about half the time on a CPU."""
+        convs = self.body[::2]
+        fold = not torch.is_grad_enabled() and bool((feats == feats[:1]).all())
+        for conv, lin in zip(convs[:-1], self.hint):
+            shift = lin(feats)
+            if fold:
+                y = F.conv2d(y, conv.weight, conv.bias + shift[0], padding=conv.padding,
+                             dilation=conv.dilation).relu_()
+            else:
+                y = torch.relu(conv(y) + shift[:, :, None, None])
+        return convs[-1](y)

@@ -72,19 +72,33 @@ def fft_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return fft_filter_bank(x, kernels[:, None])[:, 0]
 
 
-def fft_filter_bank(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Filter each image of ``x`` (N, C, H, W) with each of its M symmetric kernels (N, M, K, K), K = 2r+1,
-    reflect-padded as ``fft_filter``: (N, M, C, H, W). The image's spectrum is computed once for all M."""
+def _spectra(x: torch.Tensor, kernels: torch.Tensor):
+    """The padded image's spectrum (N, 1, C, fh, fw/2+1), the kernels' (N, M, 1, fh, fw/2+1), the FFT size
+    and the output window (reflect padding; replicate when the image is too small to reflect)."""
     n, c, h, w = x.shape
     size = kernels.shape[-1]
     r = size // 2
     mode = "reflect" if r < h and r < w else "replicate"
     xp = F.pad(x.float(), (r, r, r, r), mode=mode)
     fh, fw = _fast_len(h + 2 * r), _fast_len(w + 2 * r)
-    spec = torch.fft.rfft2(xp, s=(fh, fw))[:, None]              # (N, 1, C, fh, fw/2+1)
-    kspec = torch.fft.rfft2(kernels.float(), s=(fh, fw))[:, :, None]   # (N, M, 1, fh, fw/2+1)
-    y = torch.fft.irfft2(spec * kspec, s=(fh, fw))
-    return y[..., size - 1: size - 1 + h, size - 1: size - 1 + w]
+    spec = torch.fft.rfft2(xp, s=(fh, fw))[:, None]
+    kspec = torch.fft.rfft2(kernels.float(), s=(fh, fw))[:, :, None]
+    return spec, kspec, (fh, fw), (slice(size - 1, size - 1 + h), slice(size - 1, size - 1 + w))
+
+
+def fft_filter_bank(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Filter each image of ``x`` (N, C, H, W) with each of its M symmetric kernels (N, M, K, K), K = 2r+1,
+    reflect-padded as ``fft_filter``: (N, M, C, H, W). The image's spectrum is computed once for all M."""
+    spec, kspec, s, (ys, xs) = _spectra(x, kernels)
+    return torch.fft.irfft2(spec * kspec, s=s)[..., ys, xs]
+
+
+def fft_filters(x: torch.Tensor, kernels: torch.Tensor):
+    """``fft_filter_bank`` one kernel at a time: yields the M filtered (N, C, H, W) images in turn, so only
+    one is held at once (inference: the bank's copies and spectra never all exist together)."""
+    spec, kspec, s, (ys, xs) = _spectra(x, kernels)
+    for m in range(kspec.shape[1]):
+        yield torch.fft.irfft2(spec[:, 0] * kspec[:, m], s=s)[..., ys, xs]
 
 
 class WienerFrontEnd(nn.Module):
@@ -110,12 +124,20 @@ class WienerFrontEnd(nn.Module):
              noise_coarse: torch.Tensor) -> torch.Tensor:
         """(N, 1 + len(BANK), C, H, W): this front end's output, then the Wiener filters of ``BANK`` (σ and λ
         scaled from the estimated ones), from one spectrum of ``x``."""
+        return fft_filter_bank(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse)).to(x.dtype)
+
+    def bank_filters(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
+                     noise_coarse: torch.Tensor):
+        """``bank`` one filter at a time (``fft_filters``): yields its 1 + len(BANK) (N, C, H, W) images."""
+        for y in fft_filters(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse)):
+            yield y.to(x.dtype)
+
+    def _bank_kernels(self, x, sigma, noise_fine, noise_coarse) -> torch.Tensor:
         lam = self.balance(noise_fine.float(), noise_coarse.float())
         scales = torch.tensor([(1.0, 1.0), *BANK], device=x.device)          # (M, 2): σ factor, λ factor
         s = sigma.float()[:, None] * scales[None, :, 0]
         b = lam[:, None] * scales[None, :, 1]
-        k = wiener_kernels(s.reshape(-1), b.reshape(-1)).reshape(x.shape[0], len(scales), *([2 * RADIUS + 1] * 2))
-        return fft_filter_bank(x, k).to(x.dtype)
+        return wiener_kernels(s.reshape(-1), b.reshape(-1)).reshape(x.shape[0], len(scales), *([2 * RADIUS + 1] * 2))
 
 
 # The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the

@@ -45,6 +45,29 @@ def test_bank_student_starts_as_blind_wiener_and_blends_per_pixel():
     assert not torch.allclose(sharper, run(plain, x), atol=1e-3)
 
 
+@pytest.mark.parametrize("arch", ["student-s2d-hint", "student-s2d-wbank"])
+def test_inference_shortcuts_compute_the_training_forward(arch):
+    """Without autograd a hinted student folds its hint into the convolutions' biases (one hint for the batch)
+    and a bank student runs its filters one at a time: the same numbers as the training path, for a batch
+    with one hint and for one with a hint per image."""
+    torch.manual_seed(1)
+    net = nets.build(arch).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.rand(3, 3, 40, 56)
+    for hint in (torch.tensor([[2.0, 0.004, 0.006]]).expand(3, -1),
+                 torch.tensor([[2.0, 0.004, 0.006], [0.7, 0.0, 0.001], [3.1, 0.01, 0.02]])):
+        hint = hint[:, : net.hint_size]
+        with torch.enable_grad():
+            trained = net(x, hint)
+        with torch.inference_mode():
+            fast = net(x, hint)
+        assert trained.requires_grad and not fast.requires_grad
+        assert torch.allclose(fast, trained.detach(), atol=1e-5)
+        assert (trained.detach() - x).abs().max() > 1e-2     # the weights do something
+
+
 def test_seed_student_is_the_original_design():
     net = nets.build("student-seed")
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
