@@ -80,7 +80,7 @@ class FourConvStudent(nn.Module):
 
     @property
     def scale(self) -> int:
-        """Input height and width must be multiples of this (see ``pad_to_multiple``)."""
+        """Input height and width must be multiples of this (``shared.tiled`` pads them with reflected pixels)."""
         return self.spec.unshuffle
 
     @property
@@ -148,14 +148,17 @@ class FourConvStudent(nn.Module):
     def _hinted_body(self, y: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """The convolutions, each hidden layer shifted by its hint features before the ReLU. Without autograd
         and with one hint for the whole batch (one image, or the tiles of one), the shift is folded into the
-        convolution's bias and the ReLU runs in place: about half the time on a CPU."""
+        convolution's bias and the ReLU runs in place (1024², 2 CPU threads: 348 → 175 ms)."""
         convs = self.body[::2]
-        fold = not torch.is_grad_enabled() and bool((feats == feats[:1]).all())
+        fold = not torch.is_grad_enabled() and (   # (a GPU batch is not read back to ask: that would wait on it)
+            feats.shape[0] == 1 or feats.device.type == "cpu" and bool((feats == feats[:1]).all()))
         for conv, lin in zip(convs[:-1], self.hint):
             shift = lin(feats)
             if fold:
                 y = F.conv2d(y, conv.weight, conv.bias + shift[0], padding=conv.padding,
                              dilation=conv.dilation).relu_()
-            else:
+            elif torch.is_grad_enabled():
                 y = torch.relu(conv(y) + shift[:, :, None, None])
+            else:
+                y = conv(y).add_(shift[:, :, None, None]).relu_()
         return convs[-1](y)
