@@ -15,13 +15,13 @@ from werkzeug.datastructures import MultiDict
 from scheduler.periodic import enqueue_training_run
 from shared.architectures import ARCHITECTURES, TEACHERS
 from shared.models import ModelVersion
-from trainer.config import PRESETS, make_config
-from trainer.runs import create_run
+from trainer.config import PRESETS, check_config, make_config
+from trainer.runs import RETRAIN_PRESET, continue_active, create_run
 
 from .data_roots import UnknownDataFolder, choose_folders, data_folders
 from .queue import QueueUnreachable
 
-DEFAULT_PRESET = "plain"
+DEFAULT_PRESET = RETRAIN_PRESET
 # field: (type, lowest, highest); an empty value keeps the preset's (or TrainConfig's) default
 NUMBERS = {
     "epochs": (int, 1, 100_000), "crop": (int, 16, 2048), "batch_size": (int, 1, 1024),
@@ -40,6 +40,7 @@ class RunRequestError(ValueError):
 class RunRequest:
     config: object          # TrainConfig
     activate_if_better: bool
+    fresh: bool = False     # new weights; else the active model's when it has the run's architecture
 
 
 def teachers(s) -> list[ModelVersion]:
@@ -110,17 +111,22 @@ def parse_run_request(values, s, roots) -> RunRequest:
             raise RunRequestError(f"unknown teacher {teacher_id!r}: choose a registered model version of a teacher "
                                   f"architecture ({', '.join(TEACHERS)}) by its id")
         overrides["teacher"] = version.path
-    cfg = make_config(preset, data=[str(f.path) for f in folders], **overrides)
+    try:
+        cfg = check_config(make_config(preset, data=[str(f.path) for f in folders], **overrides))
+    except ValueError as exc:
+        raise RunRequestError(str(exc)) from None
     if cfg.w_output_kd > 0 and not cfg.teacher:
         raise RunRequestError(f"output distillation (w_output_kd = {cfg.w_output_kd:g}, preset {preset}) needs a "
                               "teacher: choose one, or set w_output_kd to 0")
-    return RunRequest(cfg, (values.get("activate_if_better") or "").strip().lower() in TRUE)
+    flag = lambda name: (values.get(name) or "").strip().lower() in TRUE  # noqa: E731
+    return RunRequest(cfg, flag("activate_if_better"), flag("fresh"))
 
 
 def queue_run(state, request: RunRequest) -> tuple[int, bool]:
     """Record the run, then send it on the train queue; returns (run id, sent). When the queue cannot be
     reached the run stays queued and the scheduler sends it later."""
-    run_id = create_run(state.db, request.config, activate_if_better=request.activate_if_better)
+    cfg = request.config if request.fresh else continue_active(state.db, state.storage, request.config)
+    run_id = create_run(state.db, cfg, activate_if_better=request.activate_if_better)
     try:
         enqueue_training_run(state.db, state.queue.send, run_id)
     except QueueUnreachable:

@@ -6,3 +6,7 @@ STUDENT_NAMES = ("student-seed", "student", "student-dilated", "student-s2d", "s
                  "student-s2d-hint", "student-s2d-wiener", "student-s2d-wbank")
 TEACHERS = ("teacher", "teacher-wiener")
 ARCHITECTURES = STUDENT_NAMES + TEACHERS
+# The networks with a Wiener front end (``shared.nets.wiener``), whose output within FRONT_END_RADIUS pixels of a
+# crop's border is made from reflected pixels: the trainer leaves that margin out of the loss.
+WIENER_FRONT_END = ("student-s2d-wiener", "student-s2d-wbank", "teacher-wiener")
+FRONT_END_RADIUS = 32

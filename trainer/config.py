@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from shared.architectures import FRONT_END_RADIUS, WIENER_FRONT_END
+
 DEFAULT_STUDENT = "student-s2d-hint"  # the best-scoring four-convolution student in bench/quality.py
 
 
@@ -91,6 +93,23 @@ PRESETS: dict[str, dict] = {
     "realistic": dict(arch="student-s2d-wbank", degradation="realistic", hint_source="estimate", w_ssim=0.2,
                       w_no_harm=1.0, crop=192, batch_size=12, lr=3e-4, lr_min=1e-5, warmup_steps=200),
 }
+
+
+def loss_margin(cfg: TrainConfig) -> int:
+    """Pixels at each crop border left out of the loss: ``cfg.loss_margin``, or (-1) the Wiener front end's
+    radius for the networks that have one."""
+    if cfg.loss_margin >= 0:
+        return cfg.loss_margin
+    return FRONT_END_RADIUS if cfg.arch in WIENER_FRONT_END else 0
+
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg``, or ValueError naming what cannot train (asked before a run is queued, and by the loop)."""
+    margin = loss_margin(cfg)
+    if margin and cfg.crop <= 2 * margin + 8:
+        raise ValueError(f"a crop of {cfg.crop} px leaves nothing inside the loss margin of {margin} px that "
+                         f"{cfg.arch} needs: use a crop of at least {2 * margin + 9} px")
+    return cfg
 
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:

@@ -20,7 +20,7 @@ from shared.inference import LoadedModel, choose_device, file_sha256, load_model
 from shared.metrics import psnr_torch, ssim_torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from .config import TrainConfig
+from .config import TrainConfig, check_config, loss_margin
 from .data import CropDataset, split_sources, validation_set
 from .losses import DistillationLoss
 
@@ -50,14 +50,15 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device) -> dict:
+def evaluate(net: torch.nn.Module, arch: str, pairs, device: torch.device, meta: dict | None = None) -> dict:
     """Validation SSIM/PSNR of ``net`` on fixed (name, label, degraded, sharp) pairs; 8-bit output as when
     saved. Returns overall means plus ``ssim@label`` / ``psnr@label`` per degradation (label "2" is Gaussian
-    σ = 2) and the degraded input's scores for reference. Scores are computed on ``device``.
+    σ = 2) and the degraded input's scores for reference. Scores are computed on ``device``. ``meta``: the
+    model file's (its guard is applied as in serving); none while training.
     """
     was_training = net.training
     net.eval()
-    model = LoadedModel(net=net, arch=arch, meta={}, sha256="", path=Path(), device=device)
+    model = LoadedModel(net=net, arch=arch, meta=meta or {}, sha256="", path=Path(), device=device)
     rows, labels = [], []
     for _name, label, blurred, sharp in pairs:
         x = torch.from_numpy(blurred).permute(2, 0, 1)[None].to(device)
@@ -148,10 +149,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     metrics_log.write_text("".join(json.dumps(h) + "\n" for h in history))
 
     use_amp = cfg.amp and device.type == "cuda"
-    front = getattr(net, "front", None)
-    margin = cfg.loss_margin if cfg.loss_margin >= 0 else (front.radius if front is not None else 0)
-    if margin and cfg.crop <= 2 * margin + 8:
-        raise ValueError(f"--crop {cfg.crop} leaves nothing inside the loss margin of {margin} px")
+    margin = loss_margin(check_config(cfg))
     started = time.time()
     epoch = start_epoch
     while epoch < cfg.epochs:  # not range(): a time budget may fix cfg.epochs after the first epoch

@@ -4,6 +4,7 @@ The dashboard, the CLI and the trainer share these; ``trainer.service`` does the
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,6 +22,23 @@ CANCELLING = "cancelling"
 
 class RunStateError(ValueError):
     """The run is not in a state that allows the action (e.g. cancelling a finished run)."""
+
+
+RETRAIN_PRESET = "realistic"   # what `sharpen retrain` and the dashboard's training form train by default
+
+
+def continue_active(db, storage, config: TrainConfig) -> TrainConfig:
+    """``config`` starting from the active model's weights when it names no start of its own and the active
+    model has its architecture: a retraining run refines the model that serves rather than a new network
+    (a fresh bank student would start as plain blind Wiener). Otherwise ``config`` unchanged."""
+    from shared.registry import active_model
+
+    if config.init_from:
+        return config
+    with db.session() as s:
+        version = active_model(s)
+        arch, path = version.arch, str(storage.resolve(version.path))
+    return dataclasses.replace(config, init_from=path) if arch == config.arch else config
 
 
 def create_run(db, config: TrainConfig, *, activate_if_better: bool = False) -> int:

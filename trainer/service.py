@@ -8,6 +8,7 @@ checkpoint kept. What happens is written to ``runs/<run>/train.log``, which the 
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 
@@ -61,14 +62,26 @@ def _cancel_check(ctx, run_id: int):
     return should_stop
 
 
-def _active_score(ctx, cfg: TrainConfig) -> float | None:
-    """Validation SSIM of the active model on this run's own validation set (same pairs, same code)."""
-    with ctx.db.session() as s:
-        version = active_model(s)
-        path = ctx.storage.resolve(version.path)
-    model = load_model(path, ctx.settings.device)
+def comparison_set(cfg: TrainConfig) -> list:
+    """What a finished run and the active model are compared on: this run's validation photos under every
+    evaluation family (Gaussian σ, unblurred, defocus, shake, noise + JPEG), whatever the run trained on, so
+    that a model trained for clean Gaussian blur cannot replace one that does no harm on real photos."""
     _, val_files = split_sources(cfg)
-    return evaluate(model.net, model.arch, validation_set(val_files, cfg), model.device)["val_ssim"]
+    return validation_set(val_files, dataclasses.replace(cfg, degradation="realistic"))
+
+
+def _score(path, pairs, device: str) -> float:
+    """Mean SSIM of the model file as it would serve (its guard included)."""
+    model = load_model(path, device)
+    return evaluate(model.net, model.arch, pairs, model.device, meta=model.meta)["val_ssim"]
+
+
+def beats_active(ctx, cfg: TrainConfig, new_model) -> bool:
+    """Whether the new model's mean validation SSIM on ``comparison_set`` is above the active model's."""
+    with ctx.db.session() as s:
+        active = ctx.storage.resolve(active_model(s).path)
+    pairs = comparison_set(cfg)
+    return _score(new_model, pairs, ctx.settings.device) > _score(active, pairs, ctx.settings.device)
 
 
 def _end(ctx, run_id: int, **values) -> None:
@@ -121,7 +134,7 @@ def run_training(ctx, run_id: int) -> str:
             dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(result.model_path, dst)
-            activated = bool(activate_if_better and result.final["val_ssim"] > (_active_score(ctx, cfg) or -1.0))
+            activated = bool(activate_if_better and beats_active(ctx, cfg, dst))
             with ctx.db.session() as s:
                 version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id,
                                          storage_root=ctx.storage.root)

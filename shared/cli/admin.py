@@ -160,7 +160,8 @@ def _num(value, places: int, signed: bool = False) -> str:
 @click.command()
 @click.option("--data", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folders of sharp images (default: the photos in data/photos).")
-@click.option("--preset", default="plain", show_default=True)
+@click.option("--preset", default="realistic", show_default=True,
+              help="Training recipe (trainer.config.PRESETS); realistic: the shipped default's.")
 @click.option("--arch", default=None)
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--epochs", type=int, default=None)
@@ -169,23 +170,30 @@ def _num(value, places: int, signed: bool = False) -> str:
 @click.option("--patches-per-image", type=int, default=None)
 @click.option("--checkpoint-every", type=int, default=None)
 @click.option("--val-max-side", type=int, default=None)
-@click.option("--activate-if-better", is_flag=True, help="Activate the new model if it beats the active one.")
+@click.option("--fresh", is_flag=True, help="Start from new weights (default: continue the active model when it has "
+                                            "the run's architecture).")
+@click.option("--activate-if-better", is_flag=True,
+              help="Activate the new model if it beats the active one on the run's validation photos under every "
+                   "blur family.")
 @click.option("--wait", is_flag=True, help="Follow the run until it ends.")
 @click.pass_obj
 def retrain(ctx: Context, data, preset, arch, teacher, epochs, crop, batch_size, patches_per_image,
-            checkpoint_every, val_max_side, activate_if_better, wait):
+            checkpoint_every, val_max_side, fresh, activate_if_better, wait):
     """Queue a training run on the train queue; prints the run id."""
     from scheduler.periodic import enqueue_training_run
-    from trainer.config import make_config
-    from trainer.runs import create_run
+    from trainer.config import check_config, make_config
+    from trainer.runs import continue_active, create_run
 
     folders = [str(Path(d).absolute()) for d in data] or [str(Path("data/photos").absolute())]
     try:
         cfg = make_config(preset, arch=arch, data=folders, epochs=epochs, crop=crop, batch_size=batch_size,
                           patches_per_image=patches_per_image, checkpoint_every=checkpoint_every,
                           val_max_side=val_max_side, teacher=str(Path(teacher).absolute()) if teacher else None)
+        check_config(cfg)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
+    if not fresh:
+        cfg = continue_active(ctx.db, ctx.storage, cfg)
     run_id = create_run(ctx.db, cfg, activate_if_better=activate_if_better)
     click.echo(run_id)
     try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..architectures import ARCHITECTURES, STUDENT_NAMES, TEACHERS
+from ..architectures import ARCHITECTURES, FRONT_END_RADIUS, STUDENT_NAMES, TEACHERS, WIENER_FRONT_END
+from . import wiener
 from .student import FourConvStudent, StudentSpec
 from .teacher import ResNet18Features, ResNet18UNet, WeightsUnavailable, WienerResNet18UNet, resolve_init
 
@@ -29,6 +30,8 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d-wbank": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True),
 }
 assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
+assert {n for n, spec in STUDENTS.items() if spec.wiener} | {"teacher-wiener"} == set(WIENER_FRONT_END) \
+    and wiener.RADIUS == FRONT_END_RADIUS, "shared/architectures.py names the Wiener front ends and their radius"
 
 
 def build(arch: str, *, teacher_init: str = "random") -> nn.Module:

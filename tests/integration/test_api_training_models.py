@@ -48,7 +48,7 @@ def client(stack, data_root):
     return client_for(stack, data_root)
 
 
-RUN = {"data": ["data/photos"], "epochs": 1, "crop": 48, "batch_size": 4, "patches_per_image": 2,
+RUN = {"data": ["data/photos"], "epochs": 1, "crop": 96, "batch_size": 4, "patches_per_image": 2,
        "val_max_side": 64}
 
 
@@ -60,7 +60,7 @@ def test_queue_a_run_read_it_and_the_message_on_redis(client, stack, data_root, 
     assert r.status_code == 201, r.json
     run = r.json
     assert (run["status"], run["epochs_total"], run["activate_if_better"], run["sent"]) == ("queued", 1, True, True)
-    assert run["config"]["data"] == [str(data_root / "photos")] and run["config"]["crop"] == 48
+    assert run["config"]["data"] == [str(data_root / "photos")] and run["config"]["crop"] == 96
     assert r.headers["Location"].endswith(f"/api/v1/runs/{run['id']}")
     assert redis.Redis.from_url(redis_url).llen("train") == 1  # sent on the train queue after commit
     listed = client.get("/api/v1/runs").json
@@ -219,7 +219,7 @@ def test_token_rules(stack, data_root):
 
 
 def test_the_forms_need_the_csrf_token_and_say_what_is_wrong(client, stack):
-    form = {"data": "data/photos", "epochs": "1", "crop": "48"}
+    form = {"data": "data/photos", "epochs": "1", "crop": "96"}
     assert client.post("/training/new", data=form).status_code == 400  # no CSRF token
     token = csrf_of(client, "/training/new")
     r = client.post("/training/new", data={**form, "data": "../../etc", "csrf_token": token})

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 
+import torch
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
 
 from shared import migrate
 from shared.db import normalize_url
+from shared.inference import default_model_path, file_sha256
 from shared.models import Base, EpochMetric, ModelVersion, TrainingRun
 from trainer.config import DEFAULT_STUDENT
 
@@ -43,19 +45,33 @@ def epochs_of(stack, run_id) -> list[int]:
 
 
 def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url, redis_url, photo_folder):
+    """By default a retraining run is the shipped default's recipe continued from the active model; a fresh
+    Gaussian-only run asked to activate itself if better is compared on every blur family and is not."""
     stack = make_stack(sqlite_url, redis_url)
     stack.start("worker", "--queue", "train")
     run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--epochs", "1",
-                         "--patches-per-image", "2", "--activate-if-better", *TRAIN_ARGS).split()[0])
+                         "--patches-per-image", "2", *TRAIN_ARGS, "--crop", "96").split()[0])
     run = wait_run(stack, run_id)
     assert run.status == "done", run.error
-    assert not run.activated  # one tiny epoch does not beat the shipped model on the same validation set
     assert epochs_of(stack, run_id) == [1]
+    assert (run.config["preset"], run.config["arch"]) == ("realistic", "student-s2d-wbank")
+    assert run.config["init_from"] == str(default_model_path())
     with stack.db.session() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run_id))
-        assert version is not None and version.arch == DEFAULT_STUDENT and not version.active
-        assert s.scalar(select(ModelVersion).where(ModelVersion.active.is_(True))).name == "shipped default"
+        assert version is not None and version.arch == "student-s2d-wbank" and not version.active
         assert "val_ssim" in version.metrics
+    meta = torch.load(stack.storage.resolve(version.path), weights_only=True)["meta"]
+    assert meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(default_model_path())
+
+    run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--preset", "plain", "--fresh",
+                         "--epochs", "1", "--patches-per-image", "2", "--activate-if-better", *TRAIN_ARGS).split()[0])
+    run = wait_run(stack, run_id)
+    assert run.status == "done", run.error
+    assert not run.activated  # one tiny Gaussian-only epoch does not beat the shipped model on every family
+    with stack.db.session() as s:
+        version = s.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run_id))
+        assert version.arch == DEFAULT_STUDENT and run.config["init_from"] is None and not version.active
+        assert s.scalar(select(ModelVersion).where(ModelVersion.active.is_(True))).name == "shipped default"
     assert f"run {run_id} done" in sharpen(stack, "runs")
     assert f"run{run_id}-student-s2d" in sharpen(stack, "models")
 
@@ -66,7 +82,7 @@ def test_killed_trainer_resumes_from_its_checkpoint(make_stack, sqlite_url, redi
     stack.start_scheduler()
     # epochs long enough (about a second each) that the CLI returns, and the kill lands, mid-run on a
     # loaded machine
-    run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--epochs", "8",
+    run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--preset", "plain", "--epochs", "8",
                          "--patches-per-image", "64", *TRAIN_ARGS).split()[0])
     ckpt = stack.storage.run_dir(run_id) / "checkpoint.pt"
     deadline = time.time() + 180

@@ -81,13 +81,45 @@ def test_a_request_becomes_a_checked_config(roots, session):
     assert (cfg.arch, cfg.epochs, cfg.crop, cfg.w_ssim, cfg.preset) == ("student", 3, 48, 0.25, "plain")
     assert req.activate_if_better
     plain = parse_run_request(as_multidict({"data": "data/photos"}), session, roots)
-    assert plain.config.preset == "plain" and not plain.activate_if_better and plain.config.epochs == 100
+    assert plain.config.preset == "realistic" and plain.config.arch == "student-s2d-wbank"  # the default's recipe
+    assert not plain.activate_if_better and not plain.fresh and plain.config.epochs == 100
+    assert parse_run_request(as_multidict({"data": "data/photos", "fresh": "on"}), session, roots).fresh
+
+
+def test_a_retraining_run_continues_the_active_model_of_its_architecture(tmp_path):
+    """The default run (the realistic recipe) starts from the active model's weights, which are the shipped
+    bank student's until another is activated; a run of another architecture, or one told where to start,
+    is left as it is."""
+    from shared.inference import default_model_path
+    from shared.registry import activate_model, register_model
+    from shared.storage import Storage
+    from trainer.config import make_config
+    from trainer.runs import continue_active
+
+    settings = Settings.from_env({"STORAGE_ROOT": str(tmp_path / "var")})
+    db, storage = Database(settings), Storage(settings.storage_root)
+    migrate.upgrade(db.url)
+    realistic = make_config("realistic", data=["x"])
+    assert continue_active(db, storage, realistic).init_from == str(default_model_path())
+    assert continue_active(db, storage, make_config("plain", data=["x"])).init_from is None   # student-s2d-hint
+    told = make_config("realistic", data=["x"], init_from="elsewhere.pt")
+    assert continue_active(db, storage, told).init_from == "elsewhere.pt"
+    with db.session() as s:   # another bank student, stored under the storage root, becomes the active one
+        own = storage.root / "models" / "mine.pt"
+        own.parent.mkdir(parents=True)
+        own.write_bytes((default_model_path().parent / "variants" / "s2d-wbank-unguarded.pt").read_bytes())
+        version = register_model(s, own, "mine", storage_root=storage.root)
+    with db.session() as s:
+        activate_model(s, version.id)
+    assert continue_active(db, storage, realistic).init_from == str(own)
+    db.dispose()
 
 
 @pytest.mark.parametrize("fields, words", [
     ({"data": "../../etc"}, "unknown data folder '../../etc'"),
     ({}, "choose at least one data folder"),
     ({"data": "more", "preset": "best"}, "unknown preset 'best'"),
+    ({"data": "more", "crop": "64"}, "leaves nothing inside the loss margin of 32 px"),   # the realistic recipe
     ({"data": "more", "arch": "resnet50"}, "unknown architecture 'resnet50'"),
     ({"data": "more", "epochs": "0"}, "epochs must be between 1 and 100000"),
     ({"data": "more", "epochs": "2.5"}, "epochs must be a whole number"),
