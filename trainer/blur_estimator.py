@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared.blur_estimate import MAX_SIGMA, MIN_SIGMA, estimate_blur, save_estimator, to_gray
+from shared.blur_estimate import MAX_SIGMA, MIN_SIGMA, estimate_blur, load_estimator, save_estimator, to_gray
 from shared.degrade import REALISTIC, degrade, gaussian_blur, jpeg_roundtrip, quantize8
 from shared.evaluation import fit_within
 from shared.nets.blur_estimator import BlurEstimatorNet
@@ -44,6 +44,7 @@ class EstimatorConfig:
     seed: int = 0
     degradation: str = "gaussian"   # or "realistic" (shared.degrade.REALISTIC, equivalent-σ targets)
     workers: int = 0                # DataLoader processes making the crops
+    init_from: str | None = None    # start from this estimator file's weights (fine-tuning)
 
 
 def photo_split(folders: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -121,7 +122,7 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
     valid = [fit_within(load_rgb(f), cfg.max_side) for f in valid_files]
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = BlurEstimatorNet().to(device)
+    net = (load_estimator(cfg.init_from) if cfg.init_from else BlurEstimatorNet()).train().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if cfg.steps >= 50:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -142,5 +143,22 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
     if valid:
         metrics.update(validate(net, valid))
     save_estimator(out, net, {"config": asdict(cfg), "train_files": [f.name for f in train_files],
-                              "valid_files": [f.name for f in valid_files], "metrics": metrics})
+                              "valid_files": [f.name for f in valid_files], "metrics": metrics,
+                              "provenance": _provenance(folders, cfg)})
     return metrics
+
+
+def _provenance(folders: list[Path], cfg: EstimatorConfig) -> dict:
+    """The command, the parent weights by sha256 (``init_from``), each data folder's manifest by sha256, the
+    code's commit: as the students' files record it."""
+    import shlex
+    import sys
+
+    from shared.inference import file_sha256
+
+    from .loop import git_commit
+
+    parents = {"init_from": {"path": cfg.init_from, "sha256": file_sha256(Path(cfg.init_from))}} if cfg.init_from else {}
+    manifests = {str(d): file_sha256(Path(d) / "manifest.json") for d in folders if (Path(d) / "manifest.json").is_file()}
+    return {"command": " ".join(shlex.quote(a) for a in sys.argv), "parents": parents, "data_manifests": manifests,
+            "git_commit": git_commit(), "torch": str(torch.__version__)}

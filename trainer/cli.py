@@ -134,14 +134,17 @@ def fetch_photos(out, max_side, no_debian, cache):
 @click.option("--degradation", type=click.Choice(["gaussian", "realistic"]), default="gaussian", show_default=True,
               help="realistic: every blur family with noise and JPEG, read as the equivalent Gaussian σ.")
 @click.option("--workers", default=0, show_default=True, help="Processes making the training crops.")
-def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, workers):
+@click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (one cycle).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this estimator's weights (e.g. models/blur-estimator.pt).")
+def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, workers, lr, init_from):
     """Train the network that reads an image's blur σ (the hinted students' hint)."""
     from tqdm import tqdm
 
     from trainer.blur_estimator import EstimatorConfig, train_blur_estimator as run
 
     cfg = EstimatorConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed, degradation=degradation,
-                          workers=workers)
+                          workers=workers, lr=lr, init_from=init_from)
     with tqdm(total=steps, desc="blur estimator", unit="step") as bar:
         def progress(step, loss):
             bar.update(1)

@@ -7,6 +7,7 @@ from shared.blur_estimate import (ESTIMATOR_PATH, MAX_SIGMA, MIN_SIGMA, PRIOR_SI
                                   load_estimator, save_estimator)
 from shared.cli import cli
 from shared.degrade import Degradation, degrade
+from shared.inference import file_sha256
 from shared.nets.blur_estimator import BlurEstimatorNet
 from trainer.blur_estimator import EstimatorConfig, train_blur_estimator
 
@@ -69,6 +70,12 @@ def test_training_smoke(photo_folder, tmp_path):
     assert meta["train_files"] == ["astronaut.png", "coffee.png", "motorcycle_left.png", "rocket.png"]
     assert meta["valid_files"] == ["chelsea.png"]
     assert MIN_SIGMA <= estimate_blur(blurred(load_photo("chelsea.png", 128), 2.0), load_estimator(out)) <= MAX_SIGMA
+    tuned = tmp_path / "tuned.pt"   # fine-tuning: starts from those weights and names them by sha256
+    train_blur_estimator([root], tuned, EstimatorConfig(steps=2, batch_size=2, crop=64, lr=0.0, init_from=str(out),
+                                                        degradation="realistic"))
+    prov = torch.load(tuned, weights_only=True)["meta"]["provenance"]
+    assert prov["parents"]["init_from"]["sha256"] == file_sha256(out) and prov["command"]
+    assert torch.equal(load_estimator(tuned).state_dict()["body.12.weight"], load_estimator(out).state_dict()["body.12.weight"])
 
 
 def test_cli_trains_and_reports(photo_folder, tmp_path):
