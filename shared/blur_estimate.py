@@ -52,6 +52,12 @@ def load_estimator(path: Path | str = ESTIMATOR_PATH) -> BlurEstimatorNet:
 
 
 @functools.cache
+def cached_estimator(path: str | None) -> BlurEstimatorNet | None:
+    """The estimator in ``path``, loaded once per process (None: None, i.e. the shipped one)."""
+    return load_estimator(path) if path else None
+
+
+@functools.cache
 def _shipped(device: str) -> BlurEstimatorNet:
     return load_estimator(ESTIMATOR_PATH).to(device).to(memory_format=torch.channels_last)  # ~1.6x on CPU
 

@@ -53,6 +53,8 @@ class TrainConfig:
     hint_source: str = "true"            # σ hint in training: "true" (the true σ with hint_jitter) or "estimate"
                                          # (the shipped blur estimator's reading of the degraded crop region,
                                          # with its biases: e.g. sharp photos read ≈ 0.45, as at inference)
+    blur_estimator: str | None = None    # with hint_source "estimate": this estimator file reads the crops
+                                         # (default: the shipped models/blur-estimator.pt, as at inference)
     sigma_skew: float = 1.0              # >1 draws mild blur more often (σ = min + range·u^skew)
     noise_prob: float = 0.0              # chance of mild Gaussian noise, std up to noise_max
     noise_max: float = 0.01

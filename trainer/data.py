@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from shared import nets
-from shared.blur_estimate import estimate_blur, estimate_noise
+from shared.blur_estimate import cached_estimator, estimate_blur, estimate_noise
 from shared.degrade import EVAL_FAMILIES, REALISTIC, Degradation, degrade
 from shared.imageio import ImageError, read_image, to_model_input
 from shared.inputs import training_images as list_images
@@ -100,7 +100,7 @@ class CropDataset(Dataset):
         blurred, sigma = degrade(region, self.deg, rng)
         hint = [0.0, 0.0, 0.0]
         if self.hint_size and self.cfg.hint_source == "estimate":
-            hint[0] = estimate_blur(blurred)
+            hint[0] = estimate_blur(blurred, cached_estimator(self.cfg.blur_estimator))
         elif self.hint_size:
             hint[0] = max(sigma, 0.3) * float(np.exp(self.cfg.hint_jitter * rng.standard_normal()))
         if self.hint_size == 3:

@@ -21,7 +21,7 @@ from shared.metrics import psnr_torch, ssim_torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig, check_config, loss_margin
-from .data import CropDataset, split_sources, validation_set
+from .data import CropDataset, hint_size, split_sources, validation_set
 from .losses import DistillationLoss
 
 CHECKPOINT = "checkpoint.pt"
@@ -264,12 +264,22 @@ def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
         prov.setdefault("resumed_with", []).append(command)
     else:
         parents = {k: {"path": v, "sha256": file_sha256(Path(v))}
-                   for k, v in (("init_from", cfg.init_from), ("teacher", cfg.teacher)) if v}
+                   for k, v in (("init_from", cfg.init_from), ("teacher", cfg.teacher),
+                                ("blur_estimator", _crop_estimator(cfg))) if v}
         manifests = {d: file_sha256(Path(d) / "manifest.json") for d in cfg.data if (Path(d) / "manifest.json").is_file()}
         prov = {"command": command, "parents": parents, "data_manifests": manifests, "git_commit": git_commit(),
                 "torch": torch.__version__}
     path.write_text(json.dumps(prov, indent=1))
     return prov
+
+
+def _crop_estimator(cfg: TrainConfig) -> str | None:
+    """The estimator file that reads the training crops (recorded as a parent), if the run asks it."""
+    if cfg.hint_source != "estimate" or not hint_size(cfg.arch):
+        return None
+    from shared.blur_estimate import ESTIMATOR_PATH
+
+    return cfg.blur_estimator or str(ESTIMATOR_PATH)
 
 
 def git_commit() -> str | None:

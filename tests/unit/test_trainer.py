@@ -230,13 +230,41 @@ def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_f
     from shared.inference import PACKAGE_MODELS, file_sha256
 
     parent = PACKAGE_MODELS / "variants" / "s2d-wiener-unguarded.pt"
+    estimator = other_estimator(photo_folder, tmp_path)
     cfg = make_config("realistic", data=[str(photo_folder)], init_from=str(parent), epochs=1,
-                      **{**SMALL, "crop": 96, "batch_size": 4})
+                      blur_estimator=str(estimator), **{**SMALL, "crop": 96, "batch_size": 4})
     assert cfg.arch == "student-s2d-wbank" and cfg.w_no_harm > 0
     result = train(cfg, tmp_path / "bank", progress=False)
     model = load_model(result.model_path, "cpu")
     assert model.arch == "student-s2d-wbank" and "loss_no_harm" in result.final
-    assert model.meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(parent)
+    parents = model.meta["provenance"]["parents"]
+    assert parents["init_from"]["sha256"] == file_sha256(parent)
+    assert parents["blur_estimator"]["sha256"] == file_sha256(estimator)   # it read the crops' σ
+
+
+def other_estimator(photo_folder, tmp_path) -> Path:
+    """An estimator other than the shipped one: three steps of training from it."""
+    from shared.blur_estimate import ESTIMATOR_PATH
+    from trainer.blur_estimator import EstimatorConfig, train_blur_estimator
+
+    out = tmp_path / "other-estimator.pt"
+    train_blur_estimator([photo_folder], out, EstimatorConfig(steps=3, batch_size=2, crop=64, lr=1e-2,
+                                                              init_from=str(ESTIMATOR_PATH)))
+    return out
+
+
+def test_the_crops_are_read_by_the_estimator_the_run_names(photo_folder, tmp_path):
+    """hint_source "estimate": the crop's σ hint is the named estimator's reading (the shipped one by default)."""
+    from trainer.data import CropDataset, list_images
+
+    files = list_images(photo_folder)
+    other = other_estimator(photo_folder, tmp_path)
+    shipped = CropDataset(files, make_config("realistic", data=[str(photo_folder)], crop=96))
+    named = CropDataset(files, make_config("realistic", data=[str(photo_folder)], crop=96, blur_estimator=str(other)))
+    *_, hint = shipped[0]
+    *_, hint_named = named[0]
+    assert hint_named[0].item() != pytest.approx(hint[0].item(), abs=1e-3)   # another estimator, another reading
+    assert torch.equal(hint[1:], hint_named[1:])                          # the noise readings do not depend on it
 
 
 def test_stop_after_checkpoints_and_a_resume_continues_exactly(photo_folder, tmp_path):
