@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from pathlib import Path
 
 from sqlalchemy import select, update
 
 from shared.db import TRANSIENT_ERRORS
-from shared.inference import load_model
+from shared.inference import file_sha256, load_model, save_model
 from shared.lease import claim_statement, keep_lease
 from shared.models import CANCELLED, DONE, FAILED, RUNNING, EpochMetric, TrainingRun, utcnow
 from shared.registry import activate_model, active_model, register_model
@@ -76,6 +77,19 @@ def _score(path, pairs, device: str) -> float:
     return evaluate(model.net, model.arch, pairs, model.device, meta=model.meta)["val_ssim"]
 
 
+def inherit_guard(path, parent) -> None:
+    """A run that continued a guarded model keeps its parent's guard (``LoadedModel.guard``: how much of the
+    correction images that read as nearly sharp get), so the new model serves, and is compared, as its
+    parent did; ``sharpen train guard`` chooses a new one on the tuning photos."""
+    if not parent:
+        return
+    guard = load_model(parent, "cpu").meta.get("guard")
+    model = load_model(path, "cpu")
+    if guard and not model.meta.get("guard"):
+        meta = {**model.meta, "guard": guard, "guard_tuning": {"inherited_from": file_sha256(Path(parent))}}
+        save_model(path, model.net, model.arch, meta)
+
+
 def beats_active(ctx, cfg: TrainConfig, new_model) -> bool:
     """Whether the new model's mean validation SSIM on ``comparison_set`` is above the active model's."""
     with ctx.db.session() as s:
@@ -134,6 +148,7 @@ def run_training(ctx, run_id: int) -> str:
             dst = ctx.storage.models_dir / f"run{run_id}-{cfg.arch}.pt"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(result.model_path, dst)
+            inherit_guard(dst, cfg.init_from)
             activated = bool(activate_if_better and beats_active(ctx, cfg, dst))
             with ctx.db.session() as s:
                 version = register_model(s, dst, f"run {run_id} ({cfg.arch})", training_run_id=run_id,

@@ -62,6 +62,9 @@ def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url,
         assert "val_ssim" in version.metrics
     meta = torch.load(stack.storage.resolve(version.path), weights_only=True)["meta"]
     assert meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(default_model_path())
+    shipped = torch.load(default_model_path(), weights_only=True)["meta"]
+    assert meta["guard"] == shipped["guard"]   # it serves as its parent did, near-sharp photos held back alike
+    assert meta["guard_tuning"] == {"inherited_from": file_sha256(default_model_path())}
 
     run_id = int(sharpen(stack, "retrain", "--data", str(photo_folder), "--preset", "plain", "--fresh",
                          "--epochs", "1", "--patches-per-image", "2", "--activate-if-better", *TRAIN_ARGS).split()[0])
