@@ -81,7 +81,7 @@ def inherit_guard(path, parent) -> None:
     """A run that continued a guarded model keeps its parent's guard (``LoadedModel.guard``: how much of the
     correction images that read as nearly sharp get), so the new model serves, and is compared, as its
     parent did; ``sharpen train guard`` chooses a new one on the tuning photos."""
-    if not parent:
+    if not parent or not Path(parent).is_file():   # (removed while the run trained: nothing to keep)
         return
     guard = load_model(parent, "cpu").meta.get("guard")
     model = load_model(path, "cpu")
