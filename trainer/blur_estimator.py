@@ -26,6 +26,7 @@ from shared.evaluation import fit_within
 from shared.nets.blur_estimator import BlurEstimatorNet
 
 from .data import list_images, load_rgb
+from .loop import provenance
 
 VAL_SIGMAS = (0.5, 1.0, 2.0, 3.0)
 # the estimator reads σ up to MAX_SIGMA: train it on a slightly wider Gaussian range than the students
@@ -144,21 +145,6 @@ def train_blur_estimator(folders: list[Path], out: Path, cfg: EstimatorConfig, p
         metrics.update(validate(net, valid))
     save_estimator(out, net, {"config": asdict(cfg), "train_files": [f.name for f in train_files],
                               "valid_files": [f.name for f in valid_files], "metrics": metrics,
-                              "provenance": _provenance(folders, cfg)})
+                              "provenance": provenance({"init_from": cfg.init_from}, folders)})
     return metrics
 
-
-def _provenance(folders: list[Path], cfg: EstimatorConfig) -> dict:
-    """The command, the parent weights by sha256 (``init_from``), each data folder's manifest by sha256, the
-    code's commit: as the students' files record it."""
-    import shlex
-    import sys
-
-    from shared.inference import file_sha256
-
-    from .loop import git_commit
-
-    parents = {"init_from": {"path": cfg.init_from, "sha256": file_sha256(Path(cfg.init_from))}} if cfg.init_from else {}
-    manifests = {str(d): file_sha256(Path(d) / "manifest.json") for d in folders if (Path(d) / "manifest.json").is_file()}
-    return {"command": " ".join(shlex.quote(a) for a in sys.argv), "parents": parents, "data_manifests": manifests,
-            "git_commit": git_commit(), "torch": str(torch.__version__)}

@@ -254,23 +254,31 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
 
 
 def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
-    """Write (or, on resume, extend) ``provenance.json``: the command line, the sha256 of every parent
-    weight file (``init_from``, ``teacher``) and of each data folder's ``manifest.json`` (written by
-    ``sharpen train fetch-photos``), the code's git commit and the torch version. Model files carry it."""
+    """Write (or, on resume, extend) ``provenance.json`` (``provenance``): the parents are ``init_from``,
+    ``teacher`` and the ``blur_estimator`` that read the crops; the data manifests are those ``sharpen train
+    fetch-photos`` writes. Model files carry it."""
     path = run_dir / PROVENANCE
-    command = " ".join(shlex.quote(a) for a in sys.argv)
     if resume and path.exists():
         prov = json.loads(path.read_text())
-        prov.setdefault("resumed_with", []).append(command)
+        prov.setdefault("resumed_with", []).append(_command())
     else:
-        parents = {k: {"path": v, "sha256": file_sha256(Path(v))}
-                   for k, v in (("init_from", cfg.init_from), ("teacher", cfg.teacher),
-                                ("blur_estimator", _crop_estimator(cfg))) if v}
-        manifests = {d: file_sha256(Path(d) / "manifest.json") for d in cfg.data if (Path(d) / "manifest.json").is_file()}
-        prov = {"command": command, "parents": parents, "data_manifests": manifests, "git_commit": git_commit(),
-                "torch": torch.__version__}
+        prov = provenance({"init_from": cfg.init_from, "teacher": cfg.teacher,
+                           "blur_estimator": _crop_estimator(cfg)}, cfg.data)
     path.write_text(json.dumps(prov, indent=1))
     return prov
+
+
+def provenance(parents: dict[str, str | None], data: list) -> dict:
+    """This process's command line, each named parent weight file (role -> path; None: none) by sha256, each
+    data folder's ``manifest.json`` by sha256, the code's git commit and the torch version."""
+    manifests = {str(d): file_sha256(Path(d) / "manifest.json") for d in data if (Path(d) / "manifest.json").is_file()}
+    named = {k: {"path": v, "sha256": file_sha256(Path(v))} for k, v in parents.items() if v}
+    return {"command": _command(), "parents": named, "data_manifests": manifests, "git_commit": git_commit(),
+            "torch": str(torch.__version__)}
+
+
+def _command() -> str:
+    return " ".join(shlex.quote(a) for a in sys.argv)
 
 
 def _crop_estimator(cfg: TrainConfig) -> str | None:
