@@ -272,6 +272,16 @@ function compareViewer(viewer) {
 }
 
 /* ---------- live parts: a training run, a model comparison ---------- */
+// Put new HTML into target, keeping each top-level element that did not change: a button under the pointer
+// (a run's Cancel) is not swapped for a copy between the press and the click.
+function replaceParts(target, html) {
+  const fresh = document.createElement("div");
+  fresh.innerHTML = html;
+  const old = Array.from(target.children), next = Array.from(fresh.children);
+  if (old.length !== next.length) { target.replaceChildren(...fresh.childNodes); return; }
+  next.forEach((node, i) => { if (!old[i].isEqualNode(node)) old[i].replaceWith(node); });
+}
+
 function livePart(card) {
   // data-progress-url: JSON polled every data-poll-ms; [data-field] inside the card show its keys
   // (data-places: decimals); data-revision-keys: when those keys change, data-live-url (HTML) replaces
@@ -302,7 +312,7 @@ function livePart(card) {
         const next = keys.map((k) => String(data[k])).join("|");
         if (next !== revision) {
           const live = await fetch(card.dataset.liveUrl, { cache: "no-store" });
-          if (live.ok) { target.innerHTML = await live.text(); revision = next; }
+          if (live.ok) { replaceParts(target, await live.text()); revision = next; }
         }
         final = Boolean(data.final) && revision === next;
         card.dataset.final = String(final);
