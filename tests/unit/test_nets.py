@@ -45,11 +45,11 @@ def test_bank_student_starts_as_blind_wiener_and_blends_per_pixel():
     assert not torch.allclose(sharper, run(plain, x), atol=1e-3)
 
 
-@pytest.mark.parametrize("arch", ["student-s2d-hint", "student-s2d-wbank"])
+@pytest.mark.parametrize("arch", ["student-s2d", "student-s2d-hint", "student-s2d-wbank"])
 def test_inference_shortcuts_compute_the_training_forward(arch):
-    """Without autograd a hinted student folds its hint into the convolutions' biases (one hint for the batch)
-    and a bank student runs its filters one at a time: the same numbers as the training path, for a batch
-    with one hint and for one with a hint per image."""
+    """Without autograd a student folds its unshuffle into its first convolution, a hinted one its hint into
+    the convolutions' biases (one hint for the batch), and a bank student runs its filters one at a time: the
+    same numbers as the training path, for a batch with one hint and for one with a hint per image."""
     torch.manual_seed(1)
     net = nets.build(arch).eval()
     with torch.no_grad():
