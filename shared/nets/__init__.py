@@ -28,6 +28,8 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d-wiener": StudentSpec(residual=True, unshuffle=2, wiener=True),
     # student-s2d-wiener that also blends, per pixel, a bank of other Wiener filters and the input itself
     "student-s2d-wbank": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True),
+    # student-s2d-wbank whose other filters run on luma (their differences shared by R, G and B): faster
+    "student-s2d-wbank-luma": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, bank_luma=True),
 }
 assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
 assert {n for n, spec in STUDENTS.items() if spec.wiener} | {"teacher-wiener"} == set(WIENER_FRONT_END) \

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .wiener import BANK, WienerFrontEnd
+from .wiener import BANK, WienerFrontEnd, luma
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class StudentSpec:
                                      # between the front end's output and other Wiener filters (``wiener.BANK``)
                                      # and the input itself: where to sharpen more or less, or not at all
                                      # (zero at start too)
+    bank_luma: bool = False          # with ``bank``: the other filters run on luma only, their differences
+                                     # shared by the three channels (5 inverse FFT channels, not 15)
 
     @property
     def directions(self) -> int:
@@ -118,12 +120,13 @@ class FourConvStudent(nn.Module):
             last = self.body[-1]
             zero = not self.training and not last.weight.any() and not last.bias.any()
             if self.spec.bank and not zero:
+                # the bank's filters on the three channels, or on luma only (``bank_luma``): one image each
+                filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2], on_luma=self.spec.bank_luma)
                 if torch.is_grad_enabled():
-                    filtered = self.front.bank(x, h[:, 0], h[:, 1], h[:, 2])
-                    base = filtered[:, 0]
-                    bank = torch.cat([filtered[:, 1:], x[:, None]], dim=1) - base[:, None]   # (N, D, C, H, W)
+                    base = next(filters)
+                    ref = luma(base) if self.spec.bank_luma else base
+                    bank = (torch.stack([f - ref for f in filters], dim=1), x - base)  # (N, D-1, C', H, W), (N, C, H, W)
                 else:  # inference: the bank's filters one at a time, after the convolutions (less memory)
-                    filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2])
                     base = next(filters)
                     bank = (filters, x)
             else:
@@ -133,13 +136,15 @@ class FourConvStudent(nn.Module):
             x = torch.cat([x, base], dim=1)
         y = self._convolutions(x, None if self.hint is None else self._features(hint).to(x.dtype))
         y = F.pixel_shuffle(y, r) if r > 1 else y
-        if bank is not None:  # y: an RGB correction, then one weight per bank direction
+        if bank is not None:  # y: an RGB correction, then one weight per bank direction (the input's last)
             y, weights = y[:, :3], y[:, 3:]
             if torch.is_grad_enabled():
-                y = y + (weights[:, :, None] * bank).sum(dim=1)
-            else:  # the same sum without the (N, D, C, H, W) differences: Σ w·(b − base) = Σ w·b − base·Σ w
+                filtered, towards_input = bank
+                y = y + (weights[:, :-1, None] * filtered).sum(dim=1) + weights[:, -1:] * towards_input
+            else:  # the same sums without the differences: Σ w·(f − ref) = Σ w·f − ref·Σ w
                 filters, inp = bank
-                y = y + weights[:, -1:] * inp - base * weights.sum(dim=1, keepdim=True)
+                ref = luma(base) if self.spec.bank_luma else base
+                y = y + weights[:, -1:] * (inp - base) - ref * weights[:, :-1].sum(dim=1, keepdim=True)
                 for i, filtered in enumerate(filters):
                     y.addcmul_(weights[:, i:i + 1], filtered)
         return base + y if (self.spec.residual or self.front is not None) else y

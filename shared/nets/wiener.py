@@ -11,6 +11,7 @@ Layout: NCHW float RGB in [0, 1]; ``sigma`` and the two noise readings are (N,) 
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -145,16 +146,17 @@ class WienerFrontEnd(nn.Module):
         k = wiener_kernels(sigma, self.balance(noise_fine.float(), noise_coarse.float()))
         return fft_filter(x, k).to(x.dtype)
 
-    def bank(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
-             noise_coarse: torch.Tensor) -> torch.Tensor:
-        """(N, 1 + len(BANK), C, H, W): this front end's output, then the Wiener filters of ``BANK`` (σ and λ
-        scaled from the estimated ones), from one spectrum of ``x``."""
-        return fft_filter_bank(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse)).to(x.dtype)
-
     def bank_filters(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
-                     noise_coarse: torch.Tensor):
-        """``bank`` one filter at a time (``fft_filters``): yields its 1 + len(BANK) (N, C, H, W) images."""
-        for y in fft_filters(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse)):
+                     noise_coarse: torch.Tensor, on_luma: bool = False):
+        """Yields this front end's output, then the Wiener filters of ``BANK`` (σ and λ scaled from the
+        estimated ones), one at a time, each (N, C, H, W) — or (N, 1, H, W) filters of the image's luma when
+        ``on_luma`` — from one spectrum of ``x`` (and one of its luma)."""
+        kernels = self._bank_kernels(x, sigma, noise_fine, noise_coarse)
+        if on_luma:
+            filtered = itertools.chain(fft_filters(x, kernels[:, :1]), fft_filters(luma(x), kernels[:, 1:]))
+        else:
+            filtered = fft_filters(x, kernels)
+        for y in filtered:
             yield y.to(x.dtype)
 
     def _bank_kernels(self, x, sigma, noise_fine, noise_coarse) -> torch.Tensor:
@@ -163,6 +165,16 @@ class WienerFrontEnd(nn.Module):
         s = sigma.float()[:, None] * scales[None, :, 0]
         b = lam[:, None] * scales[None, :, 1]
         return wiener_kernels(s.reshape(-1), b.reshape(-1)).reshape(x.shape[0], len(scales), *([2 * RADIUS + 1] * 2))
+
+
+LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights of R, G, B
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB → (..., 1, H, W) luma."""
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    return (x * w[:, None, None]).sum(dim=-3, keepdim=True)
+
 
 
 # The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the

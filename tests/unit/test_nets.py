@@ -40,12 +40,30 @@ def test_bank_student_starts_as_blind_wiener_and_blends_per_pixel():
         last.bias.zero_()
         last.bias[12:16] = 1.0
     h = torch.tensor([2.0, 0.004, 0.006]).expand(2, -1)
-    sharper = bank.front.bank(x, h[:, 0], h[:, 1], h[:, 2])[:, 1]
+    sharper = list(bank.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2]))[1]
     assert torch.allclose(run(bank, x), sharper, atol=1e-5)
     assert not torch.allclose(sharper, run(plain, x), atol=1e-3)
 
 
-@pytest.mark.parametrize("arch", ["student-s2d", "student-s2d-hint", "student-s2d-wbank"])
+def test_luma_bank_moves_the_three_channels_together_by_the_luma_difference():
+    """Weight 1 on the first bank filter: a luma bank adds that filter's luma minus the front end's luma to
+    all three channels, where the RGB bank would give the filter's own colour output."""
+    from shared.nets.wiener import luma
+    torch.manual_seed(0)
+    net = nets.build("student-s2d-wbank-luma").eval()
+    x = torch.rand(2, 3, 48, 64)
+    last = net.body[-1]
+    with torch.no_grad():
+        torch.nn.init.zeros_(last.weight)
+        last.bias[12:16] = 1.0
+    h = torch.tensor([2.0, 0.004, 0.006]).expand(2, -1)
+    base, sharper = list(net.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2]))[:2]
+    out = run(net, x)
+    assert torch.allclose(out - base, (luma(sharper) - luma(base)).expand(-1, 3, -1, -1), atol=1e-5)
+    assert not torch.allclose(out, sharper, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["student-s2d", "student-s2d-hint", "student-s2d-wbank", "student-s2d-wbank-luma"])
 def test_inference_shortcuts_compute_the_training_forward(arch):
     """Without autograd a student folds its unshuffle into its first convolution, a hinted one its hint into
     the convolutions' biases (one hint for the batch), and a bank student runs its filters one at a time: the
