@@ -144,9 +144,10 @@ class FourConvStudent(nn.Module):
             else:  # the same sums without the differences: Σ w·(f − ref) = Σ w·f − ref·Σ w
                 filters, inp = bank
                 ref = luma(base) if self.spec.bank_luma else base
-                y = y + weights[:, -1:] * (inp - base) - ref * weights[:, :-1].sum(dim=1, keepdim=True)
+                y.addcmul_(weights[:, -1:], inp - base).sub_(ref * weights[:, :-1].sum(dim=1, keepdim=True))
                 for i, filtered in enumerate(filters):
                     y.addcmul_(weights[:, i:i + 1], filtered)
+                return y.add_(base)   # in place: y is this call's own tensor
         return base + y if (self.spec.residual or self.front is not None) else y
 
     def _convolutions(self, x: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:

@@ -11,7 +11,6 @@ Layout: NCHW float RGB in [0, 1]; ``sigma`` and the two noise readings are (N,) 
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -119,14 +118,6 @@ def fft_filter_bank(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return _inverse(spec * kspec, size, window)
 
 
-def fft_filters(x: torch.Tensor, kernels: torch.Tensor):
-    """``fft_filter_bank`` one kernel at a time: yields the M filtered (N, C, H, W) images in turn, so only
-    one is held at once (inference: the bank's copies and spectra never all exist together)."""
-    spec, kspec, size, window = _spectra(x, kernels)
-    for m in range(kspec.shape[1]):
-        yield _inverse(spec[:, 0] * kspec[:, m], size, window)
-
-
 class WienerFrontEnd(nn.Module):
     """x, σ, noise (fine, coarse) → the Wiener-deconvolved x. Three trainable numbers set the balance."""
 
@@ -150,14 +141,13 @@ class WienerFrontEnd(nn.Module):
                      noise_coarse: torch.Tensor, on_luma: bool = False):
         """Yields this front end's output, then the Wiener filters of ``BANK`` (σ and λ scaled from the
         estimated ones), one at a time, each (N, C, H, W) — or (N, 1, H, W) filters of the image's luma when
-        ``on_luma`` — from one spectrum of ``x`` (and one of its luma)."""
-        kernels = self._bank_kernels(x, sigma, noise_fine, noise_coarse)
-        if on_luma:
-            filtered = itertools.chain(fft_filters(x, kernels[:, :1]), fft_filters(luma(x), kernels[:, 1:]))
-        else:
-            filtered = fft_filters(x, kernels)
-        for y in filtered:
-            yield y.to(x.dtype)
+        ``on_luma`` — from one spectrum of ``x``."""
+        spec, kspec, size, window = _spectra(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse))
+        spec = spec[:, 0]
+        for m in range(kspec.shape[1]):
+            yield _inverse(spec * kspec[:, m], size, window).to(x.dtype)
+            if m == 0 and on_luma:
+                spec = luma(spec)           # the luma's spectrum: the same weighted sum of the channels' spectra
 
     def _bank_kernels(self, x, sigma, noise_fine, noise_coarse) -> torch.Tensor:
         lam = self.balance(noise_fine.float(), noise_coarse.float())
@@ -172,7 +162,7 @@ LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights of R, G, B
 
 def luma(x: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB → (..., 1, H, W) luma."""
-    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)   # (a spectrum's luma too: x complex)
     return (x * w[:, None, None]).sum(dim=-3, keepdim=True)
 
 
