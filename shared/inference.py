@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import nets
+from .allocator import keep_freed_memory
 from .blur_estimate import REGION, estimate_hint, hints_on_device, rgb_to_gray
 from .storage import atomic_write
 from .tiled import run_tiled
@@ -124,6 +125,7 @@ def load_model(path: Path | str | None = None, device: str | torch.device = "aut
                memory_budget: int | None = None) -> LoadedModel:
     """Load a model file (default: ``default_model_path()``) onto ``device`` in eval mode; ``memory_budget``:
     bytes a forward pass may use (default: ``shared.tiled.memory_budget``)."""
+    keep_freed_memory()   # the process that loads a model reuses its buffers image after image
     path = Path(path) if path else default_model_path()
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")

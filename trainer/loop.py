@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from shared import nets
+from shared.allocator import keep_freed_memory
 from shared.inference import LoadedModel, choose_device, file_sha256, load_model, save_model, sharpen_tensor
 from shared.metrics import psnr_torch, ssim_torch
 
@@ -108,6 +109,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     optimizer step (keep it cheap); when it answers True, ``TrainingCancelled`` is raised there, and the
     checkpoint on disk stays the last one written at an epoch boundary (so a resume stays exact).
     """
+    keep_freed_memory()   # every step's buffers reused, not mapped afresh
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(cfg.device)
