@@ -79,7 +79,8 @@ def kernel_spectra(kernels: torch.Tensor, fh: int, fw: int) -> torch.Tensor:
         f = torch.arange(freqs, device=kernels.device)
         return torch.cos((2 * math.pi / n) * torch.remainder(f[:, None] * taps[None, :], n).float())
 
-    return cosines(fw, fw // 2 + 1) @ kernels.float().transpose(-1, -2) @ cosines(fh, fh).T
+    with torch.autocast(kernels.device.type, enabled=False):   # fp32 even under fp16 autocast (as an FFT is)
+        return cosines(fw, fw // 2 + 1) @ kernels.float().transpose(-1, -2) @ cosines(fh, fh).T
 
 
 def fft_filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
