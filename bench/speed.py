@@ -2,16 +2,19 @@
 
     python bench/speed.py [--student models/student-default.pt] [--previous models/variants/s2d-hint-jitter.pt]
                           [--teacher models/teacher.pt] [--size 1024[,2048,...]] [--device cpu|cuda|all]
+                          [--seconds 10] [--rounds 5]
 
 All run in this process on the same 8-bit image, already on the device, through
 ``shared.inference.sharpen_pixels`` as the worker calls it (the degradation read from the pixels on the
 device, any front end, whole or tiled as the memory budget decides, channels_last, fp16 autocast on CUDA,
-rounded back to 8 bits), so the ratios are honest and robust to a noisy machine. Untrained networks of the
+rounded back to 8 bits), timed in turn ``--rounds`` times (the ratio is the median of the rounds' ratios), so
+the ratios are honest and robust to a noisy machine. Untrained networks of the
 same architecture are used when a file is missing (speed does not depend on the weights).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,8 +52,8 @@ def blurred_photo(size: int) -> torch.Tensor:
     return torch.from_numpy(np.rint(img * 255).astype(np.uint8))
 
 
-def megapixels_per_second(model: LoadedModel, px: torch.Tensor, seconds: float) -> float:
-    for _ in range(2):
+def megapixels_per_second(model: LoadedModel, px: torch.Tensor, seconds: float, warm_up: bool = True) -> float:
+    for _ in range(2 if warm_up else 0):
         sharpen_pixels(model, px)  # warm-up (allocations, kernel choice, the estimator loaded on the device)
     if model.device.type == "cuda":
         torch.cuda.synchronize()
@@ -70,7 +73,8 @@ def main() -> None:
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     ap.add_argument("--teacher", type=Path, default=ROOT / "models" / "teacher.pt")
     ap.add_argument("--size", default="1024", help="square test image sides, pixels, comma-separated")
-    ap.add_argument("--seconds", type=float, default=5.0, help="minimum timing per measurement")
+    ap.add_argument("--seconds", type=float, default=10.0, help="minimum timing per model and size, all rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="the models are timed in turn this many times: medians")
     args = ap.parse_args()
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
@@ -85,14 +89,20 @@ def main() -> None:
         teacher = get_model(args.teacher, "teacher", dev)
         for size in sizes:
             px = blurred_photo(size).to(dev)
-            rates = {}
-            for label, model in ((student.arch + " (default)", student), (previous.arch + " (previous)", previous),
-                                 (teacher.arch, teacher)):
-                rates[label] = r = megapixels_per_second(model, px, args.seconds)
+            models = {student.arch + " (default)": student, previous.arch + " (previous)": previous,
+                      teacher.arch: teacher}
+            rounds = {label: [] for label in models}
+            for i in range(args.rounds):   # in turn, so a machine that speeds up or slows down affects all alike
+                for label, model in models.items():
+                    rounds[label].append(megapixels_per_second(model, px, args.seconds / args.rounds, i == 0))
+            for label, rates in rounds.items():
+                r = statistics.median(rates)
                 print(f"{dev.type:<8} {size:>6} {label:<32} {r:8.2f} {1 / r:8.3f}", flush=True)
-            s, p, t = rates.values()
-            print(f"{dev.type:<8} {size:>6} default/previous {s / p:.2f}x, default/teacher {s / t:.1f}x  ({name})")
-
+            s, p, t = rounds.values()
+            ratio = statistics.median(a / b for a, b in zip(s, p))
+            print(f"{dev.type:<8} {size:>6} default/previous {ratio:.2f}x (rounds: "
+                  f"{' '.join(f'{a / b:.2f}' for a, b in zip(s, p))}), default/teacher "
+                  f"{statistics.median(s) / statistics.median(t):.1f}x  ({name})")
 
 if __name__ == "__main__":
     main()
