@@ -177,11 +177,10 @@ class FourConvStudent(nn.Module):
                              padding=tuple(p * r for p in conv.padding))
             else:
                 y = F.conv2d(y, conv.weight, bias, padding=conv.padding, dilation=conv.dilation)
-            if i == len(convs) - 1:
-                return y
-            if shift is not None:
-                y = torch.relu(y + shift[:, :, None, None]) if grad else y.add_(shift[:, :, None, None])
-            y = torch.relu(y) if grad else y.relu_()
+            if i < len(convs) - 1:
+                if shift is not None:
+                    y = y + shift[:, :, None, None] if grad else y.add_(shift[:, :, None, None])
+                y = torch.relu(y) if grad else y.relu_()
         return y
 
 
