@@ -104,5 +104,6 @@ def main() -> None:
                   f"{' '.join(f'{a / b:.2f}' for a, b in zip(s, p))}), default/teacher "
                   f"{statistics.median(s) / statistics.median(t):.1f}x  ({name})")
 
+
 if __name__ == "__main__":
     main()

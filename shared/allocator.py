@@ -2,9 +2,10 @@
 hands it back when it is freed, so each forward pass pays page faults to zero its buffers again.
 
 Measured on 2 CPU threads (bench/speed.py's 1024² photo, hints given, medians of runs taken in turn): the
-previous default 350–430 → 295–305 ms, the bank student 680–745 → 505–520 ms per image. Buffers up to ``MMAP_THRESHOLD`` come from
-one heap (one arena: per-thread arenas fragmented it, and a 40 MP image then needed 2.6 float copies instead of
-2.1, tests/unit/test_peak_memory.py) and stay resident for the next image, up to ``TRIM_THRESHOLD`` free.
+previous default 350–430 → 295–305 ms, the bank student 680–745 → 505–520 ms per image. Buffers up to
+``MMAP_THRESHOLD`` come from one heap (one arena: per-thread arenas fragmented it, and a 40 MP image then
+needed 2.6 float copies instead of 2.1, tests/unit/test_peak_memory.py) and stay resident for the next image,
+up to ``TRIM_THRESHOLD`` free.
 """
 from __future__ import annotations
 

@@ -125,7 +125,8 @@ class FourConvStudent(nn.Module):
                 if torch.is_grad_enabled():
                     base = next(filters)
                     ref = luma(base) if self.spec.bank_luma else base
-                    bank = (torch.stack([f - ref for f in filters], dim=1), x - base)  # (N, D-1, C', H, W), (N, C, H, W)
+                    # (N, D-1, C', H, W) differences from the front end's output, and (N, C, H, W) to the input
+                    bank = (torch.stack([f - ref for f in filters], dim=1), x - base)
                 else:  # inference: the bank's filters one at a time, after the convolutions (less memory)
                     base = next(filters)
                     bank = (filters, x)

@@ -167,7 +167,6 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return (x * w[:, None, None]).sum(dim=-3, keepdim=True)
 
 
-
 # The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the
 # estimate (it errs, and a defocus disk or a shake is not a Gaussian), and more or less regularised (noise, ringing).
 BANK = ((1.25, 1.0), (0.8, 1.0), (1.0, 10.0), (1.0, 0.2))
