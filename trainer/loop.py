@@ -24,10 +24,12 @@ from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig, check_config, loss_margin
 from .data import CropDataset, hint_size, split_sources, validation_set
 from .losses import DistillationLoss
+from .prune import prunable, prune_into
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 PROVENANCE = "provenance.json"
+PRUNE_CROPS = 48        # training crops whose activations choose the channels a narrower student keeps
 
 
 class TrainingCancelled(Exception):
@@ -123,13 +125,13 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
         {"train": [str(p) for p in train_files], "val": [str(p) for p in val_files]}, indent=1))
 
     net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
+    dataset = CropDataset(train_files, cfg)
     if cfg.init_from:
-        _load_start(net, cfg)
+        _load_start(net, cfg, dataset)
     teacher = None
     if cfg.teacher:
         teacher = load_model(cfg.teacher, device).net.requires_grad_(False).eval()
     loss_fn = DistillationLoss(cfg).to(device)
-    dataset = CropDataset(train_files, cfg)
     val_pairs = validation_set(val_files, cfg)
     steps_per_epoch = len(_loader(dataset, cfg, 0))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -240,11 +242,18 @@ def _floor(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: to
     return front(x, h[:, 0], h[:, 1], h[:, 2])
 
 
-def _load_start(net: torch.nn.Module, cfg: TrainConfig) -> None:
+def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) -> None:
     """Start from ``cfg.init_from``: the same architecture, the unhinted student a hinted one extends (its
-    hint weights start at zero, so the run starts from exactly that model), or the Wiener student a bank
-    student extends (the last convolution, zero in the bank student, keeps its own shape)."""
+    hint weights start at zero, so the run starts from exactly that model), the Wiener student a bank
+    student extends (the last convolution, zero in the bank student, keeps its own shape), or a wider
+    student this one is a narrower copy of (``trainer.prune``, on the first ``PRUNE_CROPS`` training crops)."""
     start = load_model(cfg.init_from, "cpu")
+    if isinstance(net, nets.FourConvStudent) and isinstance(start.net, nets.FourConvStudent) \
+            and prunable(net, start.net):
+        sample = [dataset[i] for i in range(min(len(dataset), PRUNE_CROPS))]
+        kept = prune_into(net, start.net, torch.stack([s[0] for s in sample]), torch.stack([s[3] for s in sample]))
+        print(f"--init-from {cfg.init_from}: kept channels {kept}", flush=True)
+        return
     state = start.net.state_dict()
     own = net.state_dict()
     is_bank = lambda n: bool(getattr(getattr(n, "spec", None), "bank", False))  # noqa: E731

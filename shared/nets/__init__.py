@@ -30,6 +30,11 @@ STUDENTS: dict[str, StudentSpec] = {
     "student-s2d-wbank": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True),
     # student-s2d-wbank whose other filters run on luma (their differences shared by R, G and B): faster
     "student-s2d-wbank-luma": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, bank_luma=True),
+    # student-s2d-wbank with half the middle layer (widths 64, 32, 32) and the two filters of another σ left out
+    # of its bank (those of another balance kept): the faster one, pruned from a student-s2d-wbank
+    # (``trainer.prune``) and distilled from it
+    "student-s2d-wbank-lean": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, widths=(64, 32, 32),
+                                          bank_filters=(2, 3)),
 }
 assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
 assert {n for n, spec in STUDENTS.items() if spec.wiener} | {"teacher-wiener"} == set(WIENER_FRONT_END) \

@@ -38,11 +38,17 @@ class StudentSpec:
                                      # (zero at start too)
     bank_luma: bool = False          # with ``bank``: the other filters run on luma only, their differences
                                      # shared by the three channels (5 inverse FFT channels, not 15)
+    bank_filters: tuple[int, ...] = (0, 1, 2, 3)   # with ``bank``: which filters of ``wiener.BANK`` it blends
 
     @property
     def directions(self) -> int:
         """Per-pixel blend weights the convolutions output (one per bank filter and one for the input)."""
-        return len(BANK) + 1 if self.bank else 0
+        return len(self.bank_filters) + 1 if self.bank else 0
+
+    @property
+    def bank_scales(self) -> tuple[tuple[float, float], ...]:
+        """(σ factor, balance factor) of each other Wiener filter it blends."""
+        return tuple(BANK[i] for i in self.bank_filters)
 
     @property
     def hint_size(self) -> int:
@@ -121,7 +127,8 @@ class FourConvStudent(nn.Module):
             zero = not self.training and not last.weight.any() and not last.bias.any()
             if self.spec.bank and not zero:
                 # the bank's filters on the three channels, or on luma only (``bank_luma``): one image each
-                filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2], on_luma=self.spec.bank_luma)
+                filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2], on_luma=self.spec.bank_luma,
+                                                  bank=self.spec.bank_scales)
                 if torch.is_grad_enabled():
                     base = next(filters)
                     ref = luma(base) if self.spec.bank_luma else base
@@ -144,14 +151,20 @@ class FourConvStudent(nn.Module):
                 y = y + (weights[:, :-1, None] * filtered).sum(dim=1) + weights[:, -1:] * towards_input
             else:  # the same sums without the differences: Σ w·(f − ref) = Σ w·f − ref·Σ w
                 filters, inp = bank
+                y.addcmul_(weights[:, -1:], inp - base)
                 ref = luma(base) if self.spec.bank_luma else base
-                y.addcmul_(weights[:, -1:], inp - base).sub_(ref * weights[:, :-1].sum(dim=1, keepdim=True))
+                # on luma the filters' sum is taken on one channel, then added to R, G and B at once
+                acc = torch.zeros_like(ref) if self.spec.bank_luma else y
+                acc.sub_(ref * weights[:, :-1].sum(dim=1, keepdim=True))
                 for i, filtered in enumerate(filters):
-                    y.addcmul_(weights[:, i:i + 1], filtered)
+                    acc.addcmul_(weights[:, i:i + 1], filtered)
+                if acc is not y:
+                    y.add_(acc)
                 return y.add_(base)   # in place: y is this call's own tensor
         return base + y if (self.spec.residual or self.front is not None) else y
 
-    def _convolutions(self, x: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:
+    def _convolutions(self, x: torch.Tensor, feats: torch.Tensor | None,
+                      record: list | None = None) -> torch.Tensor:
         """The four convolutions over ``x`` (pixel-unshuffled first when the student runs at reduced
         resolution), each hidden layer shifted by its hint features before the ReLU.
 
@@ -159,7 +172,8 @@ class FourConvStudent(nn.Module):
         r over the full-resolution image sums the same products without an unshuffled copy); with one hint
         for the whole batch (one image, or the tiles of one) the shift is folded into the convolution's bias;
         the ReLUs run in place. (1024², 2 CPU threads: the four convolutions 348 → 175 ms with the hint
-        folded; the first one 166 → 100 ms without the unshuffle.)"""
+        folded; the first one 166 → 100 ms without the unshuffle.) ``record``: gets each hidden layer's
+        rectified output."""
         r = self.spec.unshuffle
         convs = self.body[::2]
         grad = torch.is_grad_enabled()
@@ -182,6 +196,8 @@ class FourConvStudent(nn.Module):
                 if shift is not None:
                     y = y + shift[:, :, None, None] if grad else y.add_(shift[:, :, None, None])
                 y = torch.relu(y) if grad else y.relu_()
+                if record is not None:
+                    record.append(y)
         return y
 
 

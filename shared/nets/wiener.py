@@ -119,6 +119,11 @@ def fft_filter_bank(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return _inverse(spec * kspec, size, window)
 
 
+# The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the
+# estimate (it errs, and a defocus disk or a shake is not a Gaussian), and more or less regularised (noise, ringing).
+BANK = ((1.25, 1.0), (0.8, 1.0), (1.0, 10.0), (1.0, 0.2))
+
+
 class WienerFrontEnd(nn.Module):
     """x, σ, noise (fine, coarse) → the Wiener-deconvolved x. Three trainable numbers set the balance."""
 
@@ -139,20 +144,20 @@ class WienerFrontEnd(nn.Module):
         return fft_filter(x, k).to(x.dtype)
 
     def bank_filters(self, x: torch.Tensor, sigma: torch.Tensor, noise_fine: torch.Tensor,
-                     noise_coarse: torch.Tensor, on_luma: bool = False):
-        """Yields this front end's output, then the Wiener filters of ``BANK`` (σ and λ scaled from the
+                     noise_coarse: torch.Tensor, on_luma: bool = False, bank: tuple = BANK):
+        """Yields this front end's output, then the Wiener filters of ``bank`` (σ and λ factors of the
         estimated ones), one at a time, each (N, C, H, W) — or (N, 1, H, W) filters of the image's luma when
         ``on_luma`` — from one spectrum of ``x``."""
-        spec, kspec, size, window = _spectra(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse))
+        spec, kspec, size, window = _spectra(x, self._bank_kernels(x, sigma, noise_fine, noise_coarse, bank))
         spec = spec[:, 0]
         for m in range(kspec.shape[1]):
             yield _inverse(spec * kspec[:, m], size, window).to(x.dtype)
             if m == 0 and on_luma:
                 spec = luma(spec)           # the luma's spectrum: the same weighted sum of the channels' spectra
 
-    def _bank_kernels(self, x, sigma, noise_fine, noise_coarse) -> torch.Tensor:
+    def _bank_kernels(self, x, sigma, noise_fine, noise_coarse, bank) -> torch.Tensor:
         lam = self.balance(noise_fine.float(), noise_coarse.float())
-        scales = torch.tensor([(1.0, 1.0), *BANK], device=x.device)          # (M, 2): σ factor, λ factor
+        scales = torch.tensor([(1.0, 1.0), *bank], device=x.device)          # (M, 2): σ factor, λ factor
         s = sigma.float()[:, None] * scales[None, :, 0]
         b = lam[:, None] * scales[None, :, 1]
         return wiener_kernels(s.reshape(-1), b.reshape(-1)).reshape(x.shape[0], len(scales), *([2 * RADIUS + 1] * 2))
@@ -166,7 +171,3 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     w = torch.tensor(LUMA, device=x.device, dtype=x.dtype)   # (a spectrum's luma too: x complex)
     return (x * w[:, None, None]).sum(dim=-3, keepdim=True)
 
-
-# The other Wiener filters a bank student blends per pixel (σ factor, balance factor): sharper and softer than the
-# estimate (it errs, and a defocus disk or a shake is not a Gaussian), and more or less regularised (noise, ringing).
-BANK = ((1.25, 1.0), (0.8, 1.0), (1.0, 10.0), (1.0, 0.2))
