@@ -29,6 +29,7 @@ from shared.quality_table import baseline_methods, family_table, format_family_t
 
 MODELS = {
     "DEFAULT (models/student-default.pt)": "models/student-default.pt",
+    "bank student, its teacher (variants/s2d-wbank-guarded.pt)": "models/variants/s2d-wbank-guarded.pt",
     "zero-correction Wiener (variants/s2d-wiener-guarded.pt)": "models/variants/s2d-wiener-guarded.pt",
     "issue-time default (variants/s2d-hint-jitter.pt)": "models/variants/s2d-hint-jitter.pt",
 }

@@ -89,10 +89,11 @@ PRESETS: dict[str, dict] = {
     # Our student distilled from a teacher (pass --teacher): output and feature distillation.
     "distill": dict(w_output_kd=1.0, w_feature_kd=0.05),
     "teacher": dict(arch="teacher", lr=2e-4, lr_min=1e-6, batch_size=16),
-    # The shipped default's recipe: the bank student on every blur family with noise and JPEG, told the blur
-    # estimator's own readings, charged for crops it makes worse than its front end (start it --init-from a
-    # Wiener student, as models/train-shipped.sh does); add --teacher FILE (a teacher-wiener) to distil.
-    "realistic": dict(arch="student-s2d-wbank", degradation="realistic", hint_source="estimate", w_ssim=0.2,
+    # The shipped default's recipe: the lean bank student on every blur family with noise and JPEG, told the
+    # blur estimator's own readings, charged for crops it makes worse than its front end (models/train-shipped.sh
+    # starts it --init-from the bank student, pruned, and distils it from that: --teacher FILE --w-output-kd 1;
+    # a retraining run continues the active model).
+    "realistic": dict(arch="student-s2d-wbank-lean", degradation="realistic", hint_source="estimate", w_ssim=0.2,
                       w_no_harm=1.0, crop=192, batch_size=12, lr=3e-4, lr_min=1e-5, warmup_steps=200),
 }
 

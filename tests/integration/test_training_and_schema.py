@@ -54,11 +54,11 @@ def test_retrain_from_the_cli_records_epochs_and_a_model(make_stack, sqlite_url,
     run = wait_run(stack, run_id)
     assert run.status == "done", run.error
     assert epochs_of(stack, run_id) == [1]
-    assert (run.config["preset"], run.config["arch"]) == ("realistic", "student-s2d-wbank")
+    assert (run.config["preset"], run.config["arch"]) == ("realistic", "student-s2d-wbank-lean")
     assert run.config["init_from"] == str(default_model_path())
     with stack.db.session() as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run_id))
-        assert version is not None and version.arch == "student-s2d-wbank" and not version.active
+        assert version is not None and version.arch == "student-s2d-wbank-lean" and not version.active
         assert "val_ssim" in version.metrics
     meta = torch.load(stack.storage.resolve(version.path), weights_only=True)["meta"]
     assert meta["provenance"]["parents"]["init_from"]["sha256"] == file_sha256(default_model_path())

@@ -81,14 +81,14 @@ def test_a_request_becomes_a_checked_config(roots, session):
     assert (cfg.arch, cfg.epochs, cfg.crop, cfg.w_ssim, cfg.preset) == ("student", 3, 48, 0.25, "plain")
     assert req.activate_if_better
     plain = parse_run_request(as_multidict({"data": "data/photos"}), session, roots)
-    assert plain.config.preset == "realistic" and plain.config.arch == "student-s2d-wbank"  # the default's recipe
+    assert plain.config.preset == "realistic" and plain.config.arch == "student-s2d-wbank-lean"  # the default's recipe
     assert not plain.activate_if_better and not plain.fresh and plain.config.epochs == 100
     assert parse_run_request(as_multidict({"data": "data/photos", "fresh": "on"}), session, roots).fresh
 
 
 def test_a_retraining_run_continues_the_active_model_of_its_architecture(tmp_path):
     """The default run (the realistic recipe) starts from the active model's weights, which are the shipped
-    bank student's until another is activated; a run of another architecture, or one told where to start,
+    lean bank student's until another is activated; a run of another architecture, or one told where to start,
     is left as it is."""
     from shared.inference import default_model_path
     from shared.registry import activate_model, register_model
@@ -107,7 +107,7 @@ def test_a_retraining_run_continues_the_active_model_of_its_architecture(tmp_pat
     with db.session() as s:   # another bank student, stored under the storage root, becomes the active one
         own = storage.root / "models" / "mine.pt"
         own.parent.mkdir(parents=True)
-        own.write_bytes((default_model_path().parent / "variants" / "s2d-wbank-unguarded.pt").read_bytes())
+        own.write_bytes((default_model_path().parent / "variants" / "s2d-wbank-lean-unguarded.pt").read_bytes())
         version = register_model(s, own, "mine", storage_root=storage.root)
     with db.session() as s:
         activate_model(s, version.id)

@@ -225,21 +225,42 @@ def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
 
 
 def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_folder, tmp_path):
-    """The shipped recipe (--preset realistic): a bank student started from a Wiener student's weights (its
-    new output channels at zero), charged for crops it makes worse than its front end."""
+    """The bank student's recipe (--preset realistic): started from a Wiener student's weights (its new output
+    channels at zero), charged for crops it makes worse than its front end."""
     from shared.inference import PACKAGE_MODELS, file_sha256
 
     parent = PACKAGE_MODELS / "variants" / "s2d-wiener-unguarded.pt"
     estimator = other_estimator(photo_folder, tmp_path)
-    cfg = make_config("realistic", data=[str(photo_folder)], init_from=str(parent), epochs=1,
-                      blur_estimator=str(estimator), **{**SMALL, "crop": 96, "batch_size": 4})
-    assert cfg.arch == "student-s2d-wbank" and cfg.w_no_harm > 0
+    cfg = make_config("realistic", arch="student-s2d-wbank", data=[str(photo_folder)], init_from=str(parent),
+                      epochs=1, blur_estimator=str(estimator), **{**SMALL, "crop": 96, "batch_size": 4})
+    assert cfg.w_no_harm > 0
     result = train(cfg, tmp_path / "bank", progress=False)
     model = load_model(result.model_path, "cpu")
     assert model.arch == "student-s2d-wbank" and "loss_no_harm" in result.final
     parents = model.meta["provenance"]["parents"]
     assert parents["init_from"]["sha256"] == file_sha256(parent)
     assert parents["blur_estimator"]["sha256"] == file_sha256(estimator)   # it read the crops' σ
+
+
+
+def test_lean_student_is_pruned_from_the_bank_student_and_distilled_from_it(photo_folder, tmp_path):
+    """The default's recipe: a narrower student started from a wider one's channels (``trainer.prune``) and
+    taught by that model."""
+    from shared.inference import PACKAGE_MODELS, file_sha256
+
+    bank = PACKAGE_MODELS / "variants" / "s2d-wbank-guarded.pt"
+    cfg = make_config("realistic", data=[str(photo_folder)], init_from=str(bank), teacher=str(bank),
+                      w_output_kd=1.0, epochs=1, **{**SMALL, "crop": 96, "batch_size": 4})
+    assert cfg.arch == "student-s2d-wbank-lean"
+    result = train(cfg, tmp_path / "lean", progress=False)
+    model = load_model(result.model_path, "cpu")
+    assert model.arch == "student-s2d-wbank-lean" and result.final["loss_output_kd"] > 0
+    parents = model.meta["provenance"]["parents"]
+    assert parents["init_from"]["sha256"] == parents["teacher"]["sha256"] == file_sha256(bank)
+    wide, lean = load_model(bank, "cpu").net.state_dict(), model.net.state_dict()
+    assert lean["body.2.weight"].shape == (32, 64, 3, 3) and lean["body.6.weight"].shape == (24, 32, 3, 3)
+    first = wide["body.0.weight"]          # every first-layer channel kept, a few small steps away
+    assert (lean["body.0.weight"] - first).norm() < 0.05 * first.norm()
 
 
 def other_estimator(photo_folder, tmp_path) -> Path:
