@@ -242,7 +242,6 @@ def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_f
     assert parents["blur_estimator"]["sha256"] == file_sha256(estimator)   # it read the crops' σ
 
 
-
 def test_lean_student_is_pruned_from_the_bank_student_and_distilled_from_it(photo_folder, tmp_path):
     """The default's recipe: a narrower student started from a wider one's channels (``trainer.prune``) and
     taught by that model."""
