@@ -12,12 +12,13 @@ from shared.nets import FourConvStudent
 
 
 def prunable(net: FourConvStudent, source: FourConvStudent) -> bool:
-    """Whether ``net`` is ``source`` with hidden layers no wider and no other bank filters (on luma or not:
-    the bank's weights are the same), and not ``source`` itself."""
+    """Whether ``net`` is ``source`` with hidden layers no wider and some of its bank filters, in its order
+    (on luma or not: the bank's weights are the same), and not ``source`` itself."""
     a, b = net.spec, source.spec
     same = dataclasses.replace(b, widths=a.widths, bank_luma=a.bank_luma, bank_filters=a.bank_filters) == a
-    return same and (a.widths, a.bank_filters) != (b.widths, b.bank_filters) and all(
-        x <= y for x, y in zip(a.widths, b.widths)) and set(a.bank_filters) <= set(b.bank_filters)
+    in_order = [f for f in b.bank_filters if f in a.bank_filters] == list(a.bank_filters)
+    return same and in_order and (a.widths, a.bank_filters) != (b.widths, b.bank_filters) and all(
+        x <= y for x, y in zip(a.widths, b.widths))
 
 
 @torch.no_grad()

@@ -53,6 +53,13 @@ def test_pruning_drops_constant_channels_and_bank_filters_exactly():
     torch.testing.assert_close(fewer[..., 8:-8, 8:-8], full[..., 8:-8, 8:-8], atol=1e-4, rtol=1e-4)
 
 
+def test_pruning_keeps_the_bank_filters_in_their_order():
+    import dataclasses
+    source = nets.build("student-s2d-wbank")
+    swapped = nets.FourConvStudent(dataclasses.replace(nets.STUDENTS["student-s2d-wbank-lean"], bank_filters=(3, 2)))
+    assert prunable(nets.build("student-s2d-wbank-lean"), source) and not prunable(swapped, source)
+
+
 def test_pruning_refuses_another_layout():
     with pytest.raises(ValueError, match="cannot prune"):
         prune_into(nets.build("student-s2d-wbank-lean"), nets.build("student-s2d-hint"),
