@@ -126,7 +126,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
     net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
     dataset = CropDataset(train_files, cfg)
-    if cfg.init_from:
+    if cfg.init_from and not (resume and (run_dir / CHECKPOINT).exists()):   # a resume loads its checkpoint
         _load_start(net, cfg, dataset)
     teacher = None
     if cfg.teacher:

@@ -299,3 +299,22 @@ def test_stop_after_checkpoints_and_a_resume_continues_exactly(photo_folder, tmp
     a = load_model(straight.model_path, "cpu").net.state_dict()
     b = load_model(resumed.model_path, "cpu").net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_pruned_run_starts_from_its_checkpoint_not_its_parent(photo_folder, tmp_path):
+    """Resuming reads the checkpoint only: the ``--init-from`` file is not pruned again (it may be gone)."""
+    import shutil
+
+    from shared.inference import PACKAGE_MODELS
+
+    parent = tmp_path / "bank.pt"
+    shutil.copy(PACKAGE_MODELS / "variants" / "s2d-wbank-guarded.pt", parent)
+    base = dict(data=[str(photo_folder)], init_from=str(parent), epochs=2, **{**SMALL, "crop": 96, "batch_size": 4})
+    straight = train(make_config("realistic", **base), tmp_path / "straight", progress=False)
+    train(make_config("realistic", stop_after=1, **base), tmp_path / "paused", progress=False)
+    parent.unlink()
+    resumed = train(make_config("realistic", **base), tmp_path / "paused", resume=True, progress=False)
+    assert resumed.resumed_from == 1 and resumed.epochs == 2
+    a = load_model(straight.model_path, "cpu").net.state_dict()
+    b = load_model(resumed.model_path, "cpu").net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
