@@ -1,7 +1,8 @@
-"""Per-family SSIM / PSNR and photos made worse of model files on the *tuning* photos, never the held-out ones:
-for choosing between candidate models (or checkpoints) without looking at what bench/quality.py reports.
+"""Per-family SSIM / PSNR and photos made worse of model files on the *tuning* photos: for choosing between
+candidate models (or checkpoints) without looking at what bench/quality.py reports. ``--tune FOLDER`` scores
+another folder instead (the held-out photos, for a report once the choice is made).
 
-    python bench/tuning_table.py [--max-side 1024] MODEL.pt [MODEL.pt ...]
+    python bench/tuning_table.py [--max-side 1024] [--tune FOLDER] MODEL.pt [MODEL.pt ...]
 
 Each model runs as it would serve (its guard included); the families are shared.degrade.EVAL_FAMILIES with
 the same seeded draws as bench/quality.py.
