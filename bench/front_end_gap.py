@@ -60,11 +60,11 @@ def main() -> None:
         rows = []
         for x, s in zip(degraded_set(images, deg), sharp):
             hint = model.estimate_hint(x)
-            net = scores(sharpen_array(unguarded, x, hint=hint), s)[0]
-            fe = scores(front_end_alone(model, x, hint), s)[0]
+            out = sharpen_array(unguarded, x, hint=hint)
+            served = x + model.guard_gain(hint) * (out - x)     # what the guard serves, without a second pass
+            net, fe = scores(out, s)[0], scores(front_end_alone(model, x, hint), s)[0]
             wiener = [scores(wiener_deconvolve(x, hint[0], b), s)[0] for b in BALANCE_GRID]
-            rows.append([scores(x, s)[0], scores(sharpen_array(model, x, hint=hint), s)[0], net, fe, *wiener,
-                         max(wiener), max(fe, net)])
+            rows.append([scores(x, s)[0], scores(served, s)[0], net, fe, *wiener, max(wiener), max(fe, net)])
         r = np.array(rows)
         w = r[:, 4:4 + len(BALANCE_GRID)].mean(0)
         means = [*r[:, :4].mean(0), *w, w.max(), r[:, -2].mean(), r[:, -1].mean()]
