@@ -126,7 +126,9 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
 
     net = nets.build(cfg.arch, teacher_init=cfg.teacher_init).to(device).to(memory_format=torch.channels_last)
     dataset = CropDataset(train_files, cfg)
-    if cfg.init_from and not (resume and (run_dir / CHECKPOINT).exists()):   # a resume loads its checkpoint
+    ckpt_path = run_dir / CHECKPOINT
+    resuming = resume and ckpt_path.exists()
+    if cfg.init_from and not resuming:   # a resume loads its checkpoint instead
         _load_start(net, cfg, dataset)
     teacher = None
     if cfg.teacher:
@@ -138,8 +140,7 @@ def train(cfg: TrainConfig, run_dir: Path | str, *, resume: bool = False,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, steps_per_epoch))
     history: list[dict] = []
     start_epoch = step = 0
-    ckpt_path = run_dir / CHECKPOINT
-    if resume and ckpt_path.exists():
+    if resuming:
         ckpt = load_checkpoint(ckpt_path, cfg.to_dict())
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
