@@ -172,17 +172,6 @@ class EpochMetric(Base):
     __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epoch_metric_run_epoch"),)
 
 
-class Rating(Base):
-    __tablename__ = "rating"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_job_id: Mapped[int] = mapped_column(ForeignKey("image_job.id", ondelete="CASCADE"), index=True)
-    rater: Mapped[str] = mapped_column(String(200))
-    score: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    __table_args__ = (CheckConstraint("score >= 1 AND score <= 5", name="ck_rating_score"),
-                      UniqueConstraint("image_job_id", "rater", name="uq_rating_image_rater"))
-
-
 # MOS studies (dashboard/studies): people rate stimuli made from finished batches; see shared/study_design.py.
 STUDY_KINDS = ("acr", "triplet")    # one image rated 1–5; Blurry | Sharpened | Ground truth, three criteria
 PREPARING, OPEN, CLOSED = "preparing", "open", "closed"   # a study also ends ``failed`` (nothing left to rate)
