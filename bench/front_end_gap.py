@@ -50,8 +50,7 @@ def main() -> None:
         sys.exit(f"{args.model} has no Wiener front end")
     images = load_images([args.tune], args.max_side)
     sharp = [img for _, img in images]
-    unguarded = load_model(args.model, "auto")
-    unguarded.meta = {k: v for k, v in unguarded.meta.items() if k != "guard"}
+    unguarded = model.without_guard()
     cols = ["input", "served", "network", "front end"] + [f"W {b:g}" for b in BALANCE_GRID] + \
            ["W tuned", "oracle balance", "oracle fe|net"]
     print(f"{len(images)} tuning photos, longer side ≤ {args.max_side}px, {args.model.name}; mean SSIM")

@@ -115,8 +115,7 @@ def main() -> None:
             sys.exit(f"{folder} not found: run `sharpen train fetch-photos --out data/photos` first")
     t0 = time.time()
     model = load_model(args.model, "cpu")
-    unguarded = load_model(args.model, "cpu")
-    unguarded.meta = {k: v for k, v in unguarded.meta.items() if k != "guard"}
+    unguarded = model.without_guard()
     reader = fit_reader(model, load_images([args.train], 1024))
     print(f"shape reader fitted in {time.time() - t0:.0f} s")
     images = load_images([args.tune], args.max_side)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,10 @@ class LoadedModel:
         a photo that reads as sharp must not be "sharpened" into grain and halos."""
         g = self.meta.get("guard")
         return (float(g[0]), float(g[1])) if g else None
+
+    def without_guard(self) -> "LoadedModel":
+        """The same network (shared, not loaded again) serving its whole correction to every image."""
+        return replace(self, meta={k: v for k, v in self.meta.items() if k != "guard"})
 
     def guard_gain(self, hint: "list[float] | float | None") -> float:
         """How much of the network's correction an image with this hint gets (1.0 without a guard)."""

@@ -181,20 +181,17 @@ def choose_guard(model, images: list[tuple[str, np.ndarray]], families: dict[str
     when none is harmless). Returns {"guard", "mean_ssim", "harm", "worse", "candidates"}."""
     from .inference import sharpen_array   # late: inference imports this package's neighbours
 
-    meta, model.meta = model.meta, {k: v for k, v in model.meta.items() if k != "guard"}
-    try:
-        cases = []   # (family, photo index, σ̂, input, raw output, input SSIM, raw output SSIM)
-        sharp = [img for _, img in images]
-        for family, deg in families.items():
-            for i, x in enumerate(degraded_set(images, deg)):
-                hint = model.estimate_hint(x)
-                out = sharpen_array(model, x, hint=hint)
-                cases.append((family, i, hint[0] if hint else 9.9, x, out, scores(x, sharp[i])[0],
-                              scores(out, sharp[i])[0]))
-            if progress:
-                progress(family)
-    finally:
-        model.meta = meta
+    raw = model.without_guard()
+    cases = []   # (family, photo index, σ̂, input, raw output, input SSIM, raw output SSIM)
+    sharp = [img for _, img in images]
+    for family, deg in families.items():
+        for i, x in enumerate(degraded_set(images, deg)):
+            hint = raw.estimate_hint(x)
+            out = sharpen_array(raw, x, hint=hint)
+            cases.append((family, i, hint[0] if hint else 9.9, x, out, scores(x, sharp[i])[0],
+                          scores(out, sharp[i])[0]))
+        if progress:
+            progress(family)
     candidates = [None] + [(lo, round(lo + w, 3)) for lo in GUARD_LOWS for w in GUARD_WIDTHS]
     results = []
     for cand in candidates:
