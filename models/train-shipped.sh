@@ -3,6 +3,8 @@
 #   sharpen train fetch-photos --out data/photos      # the photo set (trainer/photo_manifest.json), byte for byte
 #   STAGE=default models/train-shipped.sh             # models/student-default.pt: the lean bank student, pruned
 #                                                     # from the bank student and distilled from it (CPU, ~15 min)
+#   STAGE=shape models/train-shipped.sh               # the shape reader and the lean student told the blur's
+#                                                     # shape, variants/s2d-wbank-shape-guarded.pt (CPU, ~40 min)
 #   STAGE=wbank models/train-shipped.sh               # that bank student, variants/s2d-wbank-guarded.pt (the
 #                                                     # default of 2026-12-01; CPU, ~40 min on 2 free cores)
 #   STAGE=wiener models/train-shipped.sh              # its parent, variants/s2d-wiener-guarded.pt (CPU, ~10 min)
@@ -42,6 +44,20 @@ if [ "$STAGE" = default ]; then
   $TRAIN guard models/variants/s2d-wbank-lean-unguarded.pt --data "$DATA/DIV2K_valid_HR" --out models/student-default.pt
   exit $?
 fi
+if [ "$STAGE" = shape ]; then
+  # models/shape-reader.pt (session 12): the reader of the blur's shape, fitted on the training photos (1 min).
+  $TRAIN shape-reader --data "$DATA/DIV2K_train_HR" --out models/shape-reader.pt || exit 1
+  # student-s2d-wbank-shape: the lean student told the shape too (its weights for it start at zero), 6 epochs
+  # (1,110 steps) of the realistic recipe at lr 2e-4 without a teacher (~35 min on 2 cores), then a guard.
+  $TRAIN student --preset realistic --arch student-s2d-wbank-shape --init-from models/variants/s2d-wbank-lean-unguarded.pt \
+    --data "$DATA" --out "$OUT/shape" --crop 192 --batch-size 12 --patches-per-image 16 --w-no-harm 1 \
+    --checkpoint-every 1 --val-max-side 256 --workers 1 --epochs 6 --lr 2e-4 --warmup-steps 50 || exit 1
+  cp "$OUT/shape/model.pt" models/variants/s2d-wbank-shape-unguarded.pt
+  $TRAIN guard models/variants/s2d-wbank-shape-unguarded.pt --data "$DATA/DIV2K_valid_HR" \
+    --out models/variants/s2d-wbank-shape-guarded.pt
+  exit $?
+fi
+
 if [ "$STAGE" = wbank ]; then
   # models/variants/s2d-wbank-guarded.pt (the default of 2026-12-01, until session 9): the bank student (student-s2d-wbank) trained from the Wiener student above on every
   # blur family with noise and JPEG (--preset realistic: crop 192, batch 12, L1 + 0.2 (1 - SSIM) + the no-harm
@@ -92,7 +108,7 @@ if [ "$STAGE" = gpu ]; then
   exit 0
 fi
 
-[ "$STAGE" = legacy ] || { echo "STAGE must be default, wbank, wiener, cpu-correction, gpu or legacy"; exit 2; }
+[ "$STAGE" = legacy ] || { echo "STAGE must be default, shape, wbank, wiener, cpu-correction, gpu or legacy"; exit 2; }
 # ---- legacy: the Gaussian-only models of 2026-11-26 -------------------------------------------------------
 # They were trained on the 21-photo set of commit 26d0f93 (17 train, 4 valid): fetch it with that commit's
 # trainer/photos.py. The estimator's crops were drawn from one random stream then (now one stream per crop).

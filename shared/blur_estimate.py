@@ -156,15 +156,28 @@ def estimate_noise(rgb) -> tuple[float, float]:
     return fine, 2 * _noise_at(half)
 
 
-def estimate_hint(rgb, size: int, device: torch.device | str = "cpu") -> list[float]:
-    """What a hinted network is told about a float HWC RGB image: [σ] (size 1) or [σ, noise fine, noise
-    coarse] (size 3). A tensor is read on its own device (``hints_on_device``), numpy on the host with the
-    estimator on ``device``."""
+def estimate_hint(rgb, size: int, device: torch.device | str = "cpu", net: BlurEstimatorNet | None = None) -> list[float]:
+    """What a hinted network is told about a float HWC RGB image: [σ] (size 1), [σ, noise fine, noise
+    coarse] (size 3), or those and the probabilities that the blur is Gaussian, defocus or shake (size 6:
+    ``shared.shape_reader``). A tensor is read on its own device (``hints_on_device``), numpy on the host with
+    the estimator (``net``, or the shipped one) on ``device``."""
     if torch.is_tensor(rgb):
-        return hints_on_device(central_gray_tensor(rgb)[None], size)[0].tolist()
+        return hints_on_device(central_gray_tensor(rgb)[None], size, net)[0].tolist()
     gray = central_gray(rgb)
-    sigma = estimate_blur(gray, device=device)
-    return [sigma] if size == 1 else [sigma, *estimate_noise(gray)]
+    sigma = estimate_blur(gray, net, device=device)
+    if size == 1:
+        return [sigma]
+    hint = [sigma, *estimate_noise(gray)]
+    if size == 6:
+        hint += _shape(torch.from_numpy(gray)[None], torch.tensor([hint]))[0].tolist()
+    return hint
+
+
+def _shape(gray: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
+    """(N, 3): the probabilities of a Gaussian, defocus and shake blur (``shared.shape_reader``; clean is the rest)."""
+    from .shape_reader import read_shape
+
+    return read_shape(gray, hint)[:, 1:]
 
 
 @torch.inference_mode()
@@ -258,4 +271,7 @@ def hints_on_device(gray: torch.Tensor, size: int, net: BlurEstimatorNet | None 
     """(N, size): what a hinted network is told (``estimate_hint``) about N images from their gray central
     regions (N, h, w), computed on their device."""
     sigma = blur_on_device(gray, net)[:, None]
-    return sigma if size == 1 else torch.cat([sigma, noise_on_device(gray)], dim=1)
+    if size == 1:
+        return sigma
+    hint = torch.cat([sigma, noise_on_device(gray)], dim=1)
+    return torch.cat([hint, _shape(gray, hint)], dim=1) if size == 6 else hint

@@ -158,6 +158,24 @@ def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, 
     click.echo(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
 
 
+@train.command("shape-reader")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder(s) of sharp training photos (e.g. data/photos/DIV2K_train_HR); never the held-out ones.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights file to write.")
+@click.option("--reps", default=3, show_default=True, type=click.IntRange(1), help="Draws per photo and shape.")
+@click.option("--seed", default=0, show_default=True)
+def train_shape_reader(data, out, reps, seed):
+    """Fit the reader of the blur's shape (clean, Gaussian, defocus, shake) that shape-hinted students are told."""
+    from trainer.shape_reader import train_shape_reader as run
+
+    try:
+        metrics = run([Path(d) for d in data], Path(out), reps=reps, seed=seed, log=click.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"shape reader written to {out}")
+    click.echo(json.dumps(metrics))
+
+
 @train.command("wiener")
 @click.option("--balance", required=True, help="a,b,c: λ = a + b·n_fine² + c·n_coarse² (noise in 1/255 units).")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False),

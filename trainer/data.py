@@ -9,12 +9,14 @@ import torch
 from torch.utils.data import Dataset
 
 from shared import nets
-from shared.blur_estimate import cached_estimator, estimate_blur, estimate_noise
+from shared.blur_estimate import cached_estimator, estimate_blur, estimate_hint, estimate_noise
 from shared.degrade import EVAL_FAMILIES, REALISTIC, Degradation, degrade
 from shared.imageio import ImageError, read_image, to_model_input
 from shared.inputs import training_images as list_images
 
 from .config import TrainConfig
+
+SHAPE_REGION = 512   # the side of the region a shape-hinted student's crops are degraded in and read from
 
 
 def split_sources(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
@@ -82,7 +84,8 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int):
         """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
-        contains it, so the crop's borders see real neighbours. The hint has three numbers: σ — the true
+        contains it (at least ``SHAPE_REGION`` pixels for a student told the blur's shape, which is read from the
+        whole region as it is from a whole photo), so the crop's borders see real neighbours. The hint has three numbers: σ — the true
         (equivalent) σ times exp(N(0, hint_jitter²)) (at inference σ is read by ``shared.blur_estimate``, which
         errs by about that much on Gaussian blur), or with ``hint_source="estimate"`` that reader's own reading
         of the degraded region — and, for networks told three numbers, the noise readings of
@@ -90,7 +93,8 @@ class CropDataset(Dataset):
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
-        rh, rw = min(2 * c, img.shape[0]), min(2 * c, img.shape[1])
+        side = max(2 * c, SHAPE_REGION) if self.hint_size == 6 else 2 * c
+        rh, rw = min(side, img.shape[0]), min(side, img.shape[1])
         y = int(rng.integers(0, img.shape[0] - rh + 1))
         x = int(rng.integers(0, img.shape[1] - rw + 1))
         region = img[y:y + rh, x:x + rw].astype(np.float32) / 65535
@@ -98,10 +102,13 @@ class CropDataset(Dataset):
         region = np.rot90(region, k % 4)
         region = np.ascontiguousarray(region[:, ::-1] if k >= 4 else region)
         blurred, sigma = degrade(region, self.deg, rng)
-        hint = [0.0, 0.0, 0.0]
-        if self.hint_size and self.cfg.hint_source == "estimate":
-            hint[0] = estimate_blur(blurred, cached_estimator(self.cfg.blur_estimator))
-        elif self.hint_size:
+        hint = [0.0] * max(3, self.hint_size)
+        estimator = cached_estimator(self.cfg.blur_estimator)
+        if self.hint_size == 6:   # σ̂, the noise, and the shape read from them and the region, as at inference
+            hint = estimate_hint(blurred, 6, net=estimator)
+        elif self.hint_size and self.cfg.hint_source == "estimate":
+            hint[0] = estimate_blur(blurred, estimator)
+        if self.hint_size and self.cfg.hint_source != "estimate":
             hint[0] = max(sigma, 0.3) * float(np.exp(self.cfg.hint_jitter * rng.standard_normal()))
         if self.hint_size == 3:
             hint[1:] = estimate_noise(blurred)
@@ -113,7 +120,7 @@ class CropDataset(Dataset):
 
 
 def hint_size(arch: str) -> int:
-    """How many numbers the network ``arch`` is told per image (0, 1 or 3)."""
+    """How many numbers the network ``arch`` is told per image (0, 1, 3 or 6)."""
     spec = nets.STUDENTS.get(arch)
     if spec is not None:
         return spec.hint_size

@@ -245,7 +245,8 @@ def _floor(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: to
 
 def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) -> None:
     """Start from ``cfg.init_from``: the same architecture, the unhinted student a hinted one extends (its
-    hint weights start at zero, so the run starts from exactly that model), the Wiener student a bank
+    hint weights start at zero, so the run starts from exactly that model; likewise the weights of the extra
+    numbers of a student told more, such as the blur's shape), the Wiener student a bank
     student extends (the last convolution, zero in the bank student, keeps its own shape), or a wider
     student this one is a narrower copy of (``trainer.prune``, on the first ``PRUNE_CROPS`` training crops)."""
     start = load_model(cfg.init_from, "cpu")
@@ -260,6 +261,9 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) ->
     is_bank = lambda n: bool(getattr(getattr(n, "spec", None), "bank", False))  # noqa: E731
     extends_bank = is_bank(net) and not is_bank(start.net)
     last = {k for k in own if k.startswith("body.6.")} if extends_bank else set()
+    for k, w in own.items():   # a student told more hint numbers keeps the start's weights for the first ones
+        if k.startswith("hint.") and k in state and state[k].shape[1] < w.shape[1]:
+            state[k] = torch.cat([state[k], w.new_zeros(w.shape[0], w.shape[1] - state[k].shape[1])], dim=1)
     missing, unexpected = net.load_state_dict({k: v for k, v in state.items() if k not in last}, strict=False)
     if unexpected or any(not k.startswith("hint.") and k not in last for k in missing):
         raise ValueError(f"--init-from {cfg.init_from} is a {start.arch}, this run trains {cfg.arch}")
@@ -267,7 +271,7 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) ->
 
 def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
     """Write (or, on resume, extend) ``provenance.json`` (``provenance``): the parents are ``init_from``,
-    ``teacher`` and the ``blur_estimator`` that read the crops; the data manifests are those ``sharpen train
+    ``teacher``, the ``blur_estimator`` and the ``shape_reader`` that read the crops; the data manifests are those ``sharpen train
     fetch-photos`` writes. Model files carry it."""
     path = run_dir / PROVENANCE
     if resume and path.exists():
@@ -275,7 +279,7 @@ def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
         prov.setdefault("resumed_with", []).append(_command())
     else:
         prov = provenance({"init_from": cfg.init_from, "teacher": cfg.teacher,
-                           "blur_estimator": _crop_estimator(cfg)}, cfg.data)
+                           "blur_estimator": _crop_estimator(cfg), "shape_reader": _crop_shape_reader(cfg)}, cfg.data)
     path.write_text(json.dumps(prov, indent=1))
     return prov
 
@@ -300,6 +304,15 @@ def _crop_estimator(cfg: TrainConfig) -> str | None:
     from shared.blur_estimate import ESTIMATOR_PATH
 
     return cfg.blur_estimator or str(ESTIMATOR_PATH)
+
+
+def _crop_shape_reader(cfg: TrainConfig) -> str | None:
+    """The shape reader file that read the training crops (recorded as a parent), for a shape-hinted network."""
+    if hint_size(cfg.arch) != 6:
+        return None
+    from shared.shape_reader import READER_PATH
+
+    return str(READER_PATH)
 
 
 def git_commit() -> str | None:

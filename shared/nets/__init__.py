@@ -35,6 +35,10 @@ STUDENTS: dict[str, StudentSpec] = {
     # (``trainer.prune``) and distilled from it
     "student-s2d-wbank-lean": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, widths=(64, 32, 32),
                                           bank_filters=(2, 3)),
+    # student-s2d-wbank-lean also told the blur's shape (``shared.shape_reader``): its hint weights for the
+    # shape start at zero, so it starts as the lean student it extends
+    "student-s2d-wbank-shape": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, widths=(64, 32, 32),
+                                           bank_filters=(2, 3), shape_hint=True),
 }
 assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
 assert {n for n, spec in STUDENTS.items() if spec.wiener} | {"teacher-wiener"} == set(WIENER_FRONT_END) \

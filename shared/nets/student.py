@@ -39,6 +39,9 @@ class StudentSpec:
     bank_luma: bool = False          # with ``bank``: the other filters run on luma only, their differences
                                      # shared by the three channels (5 inverse FFT channels, not 15)
     bank_filters: tuple[int, ...] = (0, 1, 2, 3)   # with ``bank``: which filters of ``wiener.BANK`` it blends
+    shape_hint: bool = False         # with ``wiener``: also told the probabilities that the blur is Gaussian,
+                                     # defocus or shake (``shared.shape_reader``), so it need not hedge between
+                                     # their corrections
 
     @property
     def directions(self) -> int:
@@ -52,8 +55,9 @@ class StudentSpec:
 
     @property
     def hint_size(self) -> int:
-        """Numbers per image the student is told: 0, 1 (σ) or 3 (σ and two noise readings)."""
-        return 3 if self.wiener else int(self.blur_hint)
+        """Numbers per image the student is told: 0, 1 (σ), 3 (σ and two noise readings) or 6 (and the blur's
+        shape)."""
+        return (6 if self.shape_hint else 3) if self.wiener else int(self.blur_hint)
 
 
 class FourConvStudent(nn.Module):
@@ -73,7 +77,7 @@ class FourConvStudent(nn.Module):
         # hint features (σ − 1.5, (σ − 1.5)²) → a shift per hidden channel; zero-initialised, so a hinted
         # student starts as exactly the unhinted one whose weights it loads
         self.front = WienerFrontEnd() if spec.wiener else None
-        n_feats = 4 if spec.wiener else 2
+        n_feats = (7 if spec.shape_hint else 4) if spec.wiener else 2
         self.hint = nn.ModuleList(nn.Linear(n_feats, c, bias=False) for c in spec.widths) if spec.hint_size else None
         for lin in self.hint or ():
             nn.init.zeros_(lin.weight)
@@ -111,11 +115,13 @@ class FourConvStudent(nn.Module):
         feats = [s, s * s]
         if self.spec.wiener:  # noise in 1/255 units, compressed
             feats += [torch.log1p(h[:, 1:2] * 255), torch.log1p(h[:, 2:3] * 255)]
+        if self.spec.shape_hint:  # P(Gaussian), P(defocus), P(shake)
+            feats.append(h[:, 3:6])
         return torch.cat(feats, dim=1)
 
     def forward(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
-        """``hint``: what was estimated for each image of the batch, shape (N,) (σ) or (N, 3) (σ, noise fine,
-        noise coarse); needed by hinted students (``hint_size`` > 0)."""
+        """``hint``: what was estimated for each image of the batch, shape (N,) (σ), (N, 3) (σ, noise fine,
+        noise coarse) or (N, 6) (and the blur's shape); needed by hinted students (``hint_size`` > 0)."""
         r = self.spec.unshuffle
         if self.hint is not None and hint is None:
             raise ValueError("this student needs the blur estimate of its input (hint=...)")

@@ -6,10 +6,11 @@ from shared.nets.teacher import WeightsUnavailable, imagenet_weights_cached, res
 
 
 def run(net, x):
-    """A student's forward pass; hinted students are told σ = 2 (and noise 0.004, 0.006 when they take it)."""
+    """A student's forward pass; hinted students are told σ = 2 (and noise 0.004, 0.006 when they take it, and a
+    shape that reads mostly Gaussian)."""
     if not net.uses_hint:
         return net(x)
-    hint = torch.tensor([2.0, 0.004, 0.006][: net.hint_size], dtype=x.dtype)
+    hint = torch.tensor([2.0, 0.004, 0.006, 0.7, 0.2, 0.05][: net.hint_size], dtype=x.dtype)
     return net(x, hint.expand(x.shape[0], -1))
 
 
@@ -76,8 +77,9 @@ def test_inference_shortcuts_compute_the_training_forward(arch):
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     x = torch.rand(3, 3, 40, 56)
-    for hint in (torch.tensor([[2.0, 0.004, 0.006]]).expand(3, -1),
-                 torch.tensor([[2.0, 0.004, 0.006], [0.7, 0.0, 0.001], [3.1, 0.01, 0.02]])):
+    for hint in (torch.tensor([[2.0, 0.004, 0.006, 0.7, 0.2, 0.05]]).expand(3, -1),
+                 torch.tensor([[2.0, 0.004, 0.006, 0.7, 0.2, 0.05], [0.7, 0.0, 0.001, 0.0, 0.0, 0.9],
+                               [3.1, 0.01, 0.02, 0.1, 0.8, 0.0]])):
         hint = hint[:, : net.hint_size]
         with torch.enable_grad():
             trained = net(x, hint)

@@ -318,3 +318,33 @@ def test_a_resumed_pruned_run_starts_from_its_checkpoint_not_its_parent(photo_fo
     a = load_model(straight.model_path, "cpu").net.state_dict()
     b = load_model(resumed.model_path, "cpu").net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shape_student_starts_as_the_lean_student_and_is_told_the_crops_shape(photo_folder, tmp_path):
+    """student-s2d-wbank-shape extends the lean bank student: its weights for the three shape numbers start at
+    zero (the lean student's output, whatever the shape reads), and its crops are told σ̂, the noise and the shape read from
+    their degraded region, as at inference."""
+    from shared import nets
+    from shared.inference import PACKAGE_MODELS, file_sha256
+    from trainer.data import CropDataset, list_images
+    from trainer.loop import _load_start
+
+    lean = PACKAGE_MODELS / "variants" / "s2d-wbank-lean-unguarded.pt"
+    cfg = make_config("realistic", arch="student-s2d-wbank-shape", data=[str(photo_folder)], init_from=str(lean),
+                      epochs=1, **{**SMALL, "crop": 96, "batch_size": 4})
+    crops = CropDataset(list_images(photo_folder), cfg)
+    hints = torch.stack([crops[i][3] for i in range(4)])
+    assert hints.shape == (4, 6) and (hints[:, 3:] >= 0).all() and (hints[:, 3:].sum(1) <= 1 + 1e-5).all()
+    start, fresh = load_model(lean, "cpu").net.eval(), nets.build("student-s2d-wbank-shape")
+    _load_start(fresh, cfg, crops)
+    x, hint = torch.rand(2, 3, 96, 96), torch.tensor([[1.2, 0.002, 0.004, 0.9, 0.05, 0.0],
+                                                      [0.8, 0.001, 0.003, 0.0, 0.1, 0.8]])
+    with torch.no_grad():
+        assert torch.allclose(fresh.eval()(x, hint), start(x, hint[:, :3]), atol=1e-5)
+    result = train(cfg, tmp_path / "shape", progress=False)
+    model = load_model(result.model_path, "cpu")
+    assert model.arch == "student-s2d-wbank-shape" and model.hint_size == 6
+    parents = model.meta["provenance"]["parents"]
+    assert parents["init_from"]["sha256"] == file_sha256(lean)
+    assert parents["shape_reader"]["sha256"] == file_sha256(PACKAGE_MODELS / "shape-reader.pt")
+    assert any(float(lin.weight.detach()[:, 4:].abs().sum()) > 0 for lin in model.net.hint)   # the shape was used
