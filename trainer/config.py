@@ -35,6 +35,9 @@ class TrainConfig:
                                          # a pixel loss alone smooths away
     w_no_harm: float = 0.0               # weight of the pixel error a crop has beyond what the network starts from
                                          # (its Wiener front end's output, or the input): "first, do no harm"
+    w_no_harm_ssim: float = 0.0          # weight of the SSIM a crop loses against its degraded input (zero for a
+                                         # crop not made worse): the evaluation's own harm, which a pixel error
+                                         # barely sees when grain is added to a flat area
     w_output_kd: float = 0.0             # student output vs teacher output (needs teacher)
     w_feature_kd: float = 0.0            # ResNet18 features of student output vs those of the teacher output
                                          # (of the ground truth when no teacher is given)

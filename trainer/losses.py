@@ -35,6 +35,13 @@ def no_harm_loss(pred: torch.Tensor, target: torch.Tensor, floor: torch.Tensor) 
     return torch.relu(excess).mean()
 
 
+def ssim_harm_loss(pred: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
+    """Mean over crops of max(0, SSIM(blurred) − SSIM(pred)): what each crop made worse than its input loses."""
+    with torch.no_grad():
+        floor = ssim_torch(blurred, target)
+    return torch.relu(floor - ssim_torch(pred, target)).mean()
+
+
 class DistillationLoss(nn.Module):
     """Weighted sum of the three terms; returns (total, {term: detached tensor}) for logging."""
 
@@ -46,7 +53,8 @@ class DistillationLoss(nn.Module):
     def forward(self, pred: torch.Tensor, sharp: torch.Tensor, teacher_out: torch.Tensor | None,
                 blurred: torch.Tensor | None = None, floor: torch.Tensor | None = None):
         """``floor``: what the network starts from (its Wiener front end's output, or the input); with
-        ``w_no_harm`` each crop whose pixel error exceeds the floor's pays the excess again."""
+        ``w_no_harm`` each crop whose pixel error exceeds the floor's pays the excess again, and with
+        ``w_no_harm_ssim`` each crop whose SSIM falls below its input's pays the loss."""
         cfg = self.cfg
         if cfg.balance_sigma:
             terms = {"pixel": balanced_pixel_loss(cfg.pixel_loss, pred, sharp, blurred) * cfg.w_pixel}
@@ -56,6 +64,10 @@ class DistillationLoss(nn.Module):
             terms["ssim"] = (1 - ssim_torch(pred, sharp).mean()) * cfg.w_ssim
         if cfg.w_no_harm > 0:
             terms["no_harm"] = no_harm_loss(pred, sharp, blurred if floor is None else floor) * cfg.w_no_harm
+        if cfg.w_no_harm_ssim > 0:
+            if blurred is None:
+                raise ValueError("the SSIM harm term needs the degraded input")
+            terms["no_harm_ssim"] = ssim_harm_loss(pred, sharp, blurred) * cfg.w_no_harm_ssim
         if cfg.w_output_kd > 0:
             if teacher_out is None:
                 raise ValueError("output distillation needs a teacher (--teacher PATH)")

@@ -224,6 +224,25 @@ def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
     assert float(no_harm_loss(mixed, target, floor)) == pytest.approx(0.1)
 
 
+def test_ssim_harm_charges_only_crops_whose_ssim_falls_below_their_inputs():
+    """Grain on a flat crop costs little L1 but much SSIM: the SSIM harm term sees it, and pulls it away."""
+    from shared.metrics import ssim_torch
+    from trainer.losses import ssim_harm_loss
+    g = torch.Generator().manual_seed(0)
+    target = torch.full((2, 3, 32, 32), 0.5) + 0.01 * torch.rand(2, 3, 32, 32, generator=g)
+    blurred = target.clone()
+    blurred[:, :, 8:24, 8:24] += 0.02                            # a mild smooth error
+    assert float(ssim_harm_loss(target.clone(), target, blurred)) == 0.0
+    grainy = blurred.clone()
+    grainy[1] += 0.03 * torch.randn(3, 32, 32, generator=g)      # crop 1 gets grain, crop 0 stays as its input
+    grainy.requires_grad_(True)
+    loss = ssim_harm_loss(grainy, target, blurred)
+    lost = float(ssim_torch(blurred[1:], target[1:]) - ssim_torch(grainy[1:].detach(), target[1:]))
+    assert lost > 0.1 and float(loss.detach()) == pytest.approx(lost / 2, rel=1e-4)
+    loss.backward()
+    assert grainy.grad[0].abs().max() == 0 and grainy.grad[1].abs().max() > 0
+
+
 def test_bank_student_trains_from_a_wiener_student_with_the_no_harm_term(photo_folder, tmp_path):
     """The bank student's recipe (--preset realistic): started from a Wiener student's weights (its new output
     channels at zero), charged for crops it makes worse than its front end."""
