@@ -156,7 +156,8 @@ def estimate_noise(rgb) -> tuple[float, float]:
     return fine, 2 * _noise_at(half)
 
 
-def estimate_hint(rgb, size: int, device: torch.device | str = "cpu", net: BlurEstimatorNet | None = None) -> list[float]:
+def estimate_hint(rgb, size: int, device: torch.device | str = "cpu",
+                  net: BlurEstimatorNet | None = None) -> list[float]:
     """What a hinted network is told about a float HWC RGB image: [σ] (size 1), [σ, noise fine, noise
     coarse] (size 3), or those and the probabilities that the blur is Gaussian, defocus or shake (size 6:
     ``shared.shape_reader``). A tensor is read on its own device (``hints_on_device``), numpy on the host with

@@ -271,8 +271,8 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) ->
 
 def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
     """Write (or, on resume, extend) ``provenance.json`` (``provenance``): the parents are ``init_from``,
-    ``teacher``, the ``blur_estimator`` and the ``shape_reader`` that read the crops; the data manifests are those ``sharpen train
-    fetch-photos`` writes. Model files carry it."""
+    ``teacher``, the ``blur_estimator`` and the ``shape_reader`` that read the crops; the data manifests are
+    those ``sharpen train fetch-photos`` writes. Model files carry it."""
     path = run_dir / PROVENANCE
     if resume and path.exists():
         prov = json.loads(path.read_text())
@@ -299,8 +299,8 @@ def _command() -> str:
 
 def _crop_estimator(cfg: TrainConfig) -> str | None:
     """The estimator file that reads the training crops (recorded as a parent), if the run asks it."""
-    if cfg.hint_source != "estimate" or not hint_size(cfg.arch):
-        return None
+    if (cfg.hint_source != "estimate" or not hint_size(cfg.arch)) and hint_size(cfg.arch) != 6:
+        return None   # (a shape-hinted student's crops are always read: the shape reader is told σ̂)
     from shared.blur_estimate import ESTIMATOR_PATH
 
     return cfg.blur_estimator or str(ESTIMATOR_PATH)

@@ -341,8 +341,8 @@ def test_a_resumed_pruned_run_starts_from_its_checkpoint_not_its_parent(photo_fo
 
 def test_shape_student_starts_as_the_lean_student_and_is_told_the_crops_shape(photo_folder, tmp_path):
     """student-s2d-wbank-shape extends the lean bank student: its weights for the three shape numbers start at
-    zero (the lean student's output, whatever the shape reads), and its crops are told σ̂, the noise and the shape read from
-    their degraded region, as at inference."""
+    zero (the lean student's output, whatever the shape reads), and its crops are told σ̂, the noise and the
+    shape read from their degraded region, as at inference; the reader and the estimator are its parents."""
     from shared import nets
     from shared.inference import PACKAGE_MODELS, file_sha256
     from trainer.data import CropDataset, list_images
@@ -366,4 +366,5 @@ def test_shape_student_starts_as_the_lean_student_and_is_told_the_crops_shape(ph
     parents = model.meta["provenance"]["parents"]
     assert parents["init_from"]["sha256"] == file_sha256(lean)
     assert parents["shape_reader"]["sha256"] == file_sha256(PACKAGE_MODELS / "shape-reader.pt")
+    assert parents["blur_estimator"]["sha256"] == file_sha256(PACKAGE_MODELS / "blur-estimator.pt")
     assert any(float(lin.weight.detach()[:, 4:].abs().sum()) > 0 for lin in model.net.hint)   # the shape was used
