@@ -10,7 +10,6 @@ read (flat, tiny) gets ``PRIOR_SIGMA``.
 from __future__ import annotations
 
 import functools
-import io
 import math
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 import torch
 
 from .nets.blur_estimator import BlurEstimatorNet
-from .storage import atomic_write
+from .shape_reader import read_shape
+from .weight_files import load_weights, save_weights
 
 ESTIMATOR_FORMAT = "sharpen-blur-estimator/1"
 ESTIMATOR_PATH = Path(__file__).resolve().parent.parent / "models" / "blur-estimator.pt"
@@ -32,23 +32,13 @@ _MIN_EDGES = 20
 
 def save_estimator(path: Path, net: BlurEstimatorNet, meta: dict) -> None:
     """Write the estimator's weights and ``meta`` atomically (temporary file, then rename)."""
-    buf = io.BytesIO()
-    torch.save({"format": ESTIMATOR_FORMAT, "state_dict": net.state_dict(), "meta": meta}, buf)
-    atomic_write(Path(path), buf.getvalue(), mode=0o644)
+    save_weights(path, ESTIMATOR_FORMAT, net, meta)
 
 
 def load_estimator(path: Path | str = ESTIMATOR_PATH) -> BlurEstimatorNet:
     """The estimator network from ``path``, on the CPU, in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"blur estimator weights not found: {path} (train them with "
-                                "`sharpen train blur-estimator`)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != ESTIMATOR_FORMAT:
-        raise ValueError(f"{path} is not a Sharpen blur estimator file (expected format {ESTIMATOR_FORMAT})")
-    net = BlurEstimatorNet()
-    net.load_state_dict(payload["state_dict"])
-    return net.eval()
+    return load_weights(path, ESTIMATOR_FORMAT, BlurEstimatorNet(), "blur estimator",
+                        "train them with `sharpen train blur-estimator`")
 
 
 @functools.cache
@@ -176,8 +166,6 @@ def estimate_hint(rgb, size: int, device: torch.device | str = "cpu",
 
 def _shape(gray: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
     """(N, 3): the probabilities of a Gaussian, defocus and shake blur (``shared.shape_reader``; clean is the rest)."""
-    from .shape_reader import read_shape
-
     return read_shape(gray, hint)[:, 1:]
 
 

@@ -12,14 +12,13 @@ degraded training photos (``sharpen train shape-reader``), turns them and the hi
 from __future__ import annotations
 
 import functools
-import io
 import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .storage import atomic_write
+from .weight_files import load_weights, save_weights
 
 SHAPES = ("clean", "gaussian", "defocus", "shake")
 READER_FORMAT = "sharpen-shape-reader/1"
@@ -114,22 +113,12 @@ def fit_reader(feats: torch.Tensor, labels: torch.Tensor, steps: int = 1500, see
 
 
 def save_reader(path: Path, net: ShapeReaderNet, meta: dict) -> None:
-    buf = io.BytesIO()
-    torch.save({"format": READER_FORMAT, "state_dict": net.state_dict(), "meta": meta}, buf)
-    atomic_write(Path(path), buf.getvalue(), mode=0o644)
+    save_weights(path, READER_FORMAT, net, meta)
 
 
 def load_reader(path: Path | str = READER_PATH) -> ShapeReaderNet:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"shape reader weights not found: {path} (fit them with "
-                                "`sharpen train shape-reader`)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != READER_FORMAT:
-        raise ValueError(f"{path} is not a Sharpen shape reader file (expected format {READER_FORMAT})")
-    net = ShapeReaderNet()
-    net.load_state_dict(payload["state_dict"])
-    return net.eval()
+    return load_weights(path, READER_FORMAT, ShapeReaderNet(), "shape reader",
+                        "fit them with `sharpen train shape-reader`")
 
 
 @functools.cache
