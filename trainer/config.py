@@ -19,6 +19,9 @@ class TrainConfig:
     batch_size: int = 16
     epochs: int = 100
     patches_per_image: int = 4           # crops drawn from each training image per epoch
+    flat_crop_prob: float = 0.0          # chance that a crop is the flattest of ``FLAT_CANDIDATES`` positions in
+                                         # its region (least mean gradient of the sharp region): smooth sky,
+                                         # bokeh and skin, where added grain shows, are seen more often
     lr: float = 1e-3                     # Adam learning rate, cosine-annealed to lr_min
     lr_min: float = 1e-5
     warmup_steps: int = 500              # linear warm-up from lr/100: full-rate first steps kill ReLUs

@@ -113,11 +113,30 @@ class CropDataset(Dataset):
             hint[0] = max(sigma, 0.3) * float(np.exp(self.cfg.hint_jitter * rng.standard_normal()))
         if self.hint_size == 3:
             hint[1:] = estimate_noise(blurred)
-        cy = int(rng.integers(0, region.shape[0] - c + 1))
-        cx = int(rng.integers(0, region.shape[1] - c + 1))
+        cy, cx = crop_position(region, c, rng, self.cfg.flat_crop_prob)
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a[cy:cy + c, cx:cx + c])).permute(2, 0, 1)  # noqa: E731
         return (to_t(blurred), to_t(region), torch.tensor(sigma, dtype=torch.float32),
                 torch.tensor(hint, dtype=torch.float32))
+
+
+FLAT_CANDIDATES = 4
+
+
+def crop_position(region: np.ndarray, c: int, rng: np.random.Generator, flat_prob: float) -> tuple[int, int]:
+    """Top-left corner of a ``c``-pixel crop of ``region`` (H×W×3, sharp): uniform, or with chance ``flat_prob``
+    the flattest (least mean absolute gradient of the gray) of ``FLAT_CANDIDATES`` uniform positions. With
+    ``flat_prob`` 0 it draws from ``rng`` exactly as the uniform crop always has, so the shipped runs replay."""
+    h, w = region.shape[:2]
+    y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+    if flat_prob <= 0 or rng.random() >= flat_prob:
+        return y, x
+    ys = [y, *rng.integers(0, h - c + 1, size=FLAT_CANDIDATES - 1)]
+    xs = [x, *rng.integers(0, w - c + 1, size=FLAT_CANDIDATES - 1)]
+    gray = region.mean(axis=2)
+    gy, gx = np.abs(np.diff(gray, axis=0)), np.abs(np.diff(gray, axis=1))
+    busy = [gy[y:y + c - 1, x:x + c].mean() + gx[y:y + c, x:x + c - 1].mean() for y, x in zip(ys, xs)]
+    i = int(np.argmin(busy))
+    return int(ys[i]), int(xs[i])
 
 
 def hint_size(arch: str) -> int:

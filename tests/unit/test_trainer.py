@@ -368,3 +368,19 @@ def test_shape_student_starts_as_the_lean_student_and_is_told_the_crops_shape(ph
     assert parents["shape_reader"]["sha256"] == file_sha256(PACKAGE_MODELS / "shape-reader.pt")
     assert parents["blur_estimator"]["sha256"] == file_sha256(PACKAGE_MODELS / "blur-estimator.pt")
     assert any(float(lin.weight.detach()[:, 4:].abs().sum()) > 0 for lin in model.net.hint)   # the shape was used
+
+
+def test_flat_crops_are_the_flattest_candidate_and_uniform_crops_replay():
+    import numpy as np
+
+    from trainer.data import crop_position
+
+    region = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
+    region[:, :128] = 0.5                               # the left half flat, the right half busy
+    flat = [crop_position(region, 64, np.random.default_rng(s), 1.0)[1] for s in range(200)]
+    uniform = [crop_position(region, 64, np.random.default_rng(s), 0.0)[1] for s in range(200)]
+    assert np.mean(flat) < 60 < 80 < np.mean(uniform)    # the leftmost of 4 (≈ 38) against a uniform x (≈ 96)
+    for s in range(5):                                  # without flat crops, the draws of the uniform crop
+        rng = np.random.default_rng(s)
+        assert crop_position(region, 64, np.random.default_rng(s), 0.0) == (int(rng.integers(0, 193)),
+                                                                           int(rng.integers(0, 193)))
