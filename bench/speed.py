@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import nets  # noqa: E402
 from shared.inference import DEFAULT_MODEL, LoadedModel, load_model, sharpen_pixels  # noqa: E402
-from trainer.config import DEFAULT_STUDENT  # noqa: E402
+from trainer.config import PRESETS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"{'device':<8} {'size':>6} {'model':<32} {'MP/s':>8} {'s/MP':>8}")
     for dev in devices:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        student = get_model(args.student, DEFAULT_STUDENT, dev)
+        student = get_model(args.student, PRESETS["realistic"]["arch"], dev)
         previous = get_model(args.previous, "student-s2d-hint", dev)
         teacher = get_model(args.teacher, "teacher", dev)
         for size in sizes:

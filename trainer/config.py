@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from shared.architectures import FRONT_END_RADIUS, WIENER_FRONT_END
 
-DEFAULT_STUDENT = "student-s2d-hint"  # the best-scoring four-convolution student in bench/quality.py
+DEFAULT_STUDENT = "student-s2d-hint"  # what a run without --arch or a preset trains; the shipped default is
+                                      # the realistic preset's arch (models/README.md)
 
 
 @dataclass
