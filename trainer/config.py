@@ -39,6 +39,9 @@ class TrainConfig:
                                          # a pixel loss alone smooths away
     w_no_harm: float = 0.0               # weight of the pixel error a crop has beyond what the network starts from
                                          # (its Wiener front end's output, or the input): "first, do no harm"
+    no_harm_floor: str = "front-end"     # what the no-harm term charges against: "front-end" (the Wiener front
+                                         # end's output) or "better" (per crop, the better of it and the input:
+                                         # the input wins on sharp crops, which the front end over-sharpens)
     w_no_harm_ssim: float = 0.0          # weight of the SSIM a crop loses against its degraded input (zero for a
                                          # crop not made worse): the evaluation's own harm, which a pixel error
                                          # barely sees when grain is added to a flat area
@@ -119,6 +122,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     if margin and cfg.crop <= 2 * margin + 8:
         raise ValueError(f"a crop of {cfg.crop} px leaves nothing inside the loss margin of {margin} px that "
                          f"{cfg.arch} needs: use a crop of at least {2 * margin + 9} px")
+    if cfg.no_harm_floor not in ("front-end", "better"):
+        raise ValueError(f"unknown no-harm floor {cfg.no_harm_floor!r}: use front-end or better")
     return cfg
 
 

@@ -27,12 +27,17 @@ def balanced_pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, blu
     return (err.mean(dims) / base.mean(dims).clamp_min(1e-4)).mean()
 
 
-def no_harm_loss(pred: torch.Tensor, target: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+def no_harm_loss(pred: torch.Tensor, target: torch.Tensor, floor: torch.Tensor,
+                 blurred: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over crops of max(0, L1(pred) − L1(floor)): zero for every crop the network does not make worse
-    than ``floor``, so it learns to hold back where its correction does not pay."""
+    than ``floor``, so it learns to hold back where its correction does not pay. Given ``blurred`` as well,
+    the floor of each crop is the better of the two: a crop its front end makes worse than its input (a
+    sharp one) is charged against the input."""
     dims = tuple(range(1, pred.ndim))
-    excess = (pred - target).abs().mean(dims) - (floor - target).abs().mean(dims)
-    return torch.relu(excess).mean()
+    best = (floor - target).abs().mean(dims)
+    if blurred is not None:
+        best = torch.minimum(best, (blurred - target).abs().mean(dims))
+    return torch.relu((pred - target).abs().mean(dims) - best).mean()
 
 
 def ssim_harm_loss(pred: torch.Tensor, target: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
@@ -63,7 +68,9 @@ class DistillationLoss(nn.Module):
         if cfg.w_ssim > 0:
             terms["ssim"] = (1 - ssim_torch(pred, sharp).mean()) * cfg.w_ssim
         if cfg.w_no_harm > 0:
-            terms["no_harm"] = no_harm_loss(pred, sharp, blurred if floor is None else floor) * cfg.w_no_harm
+            floor_input = blurred if cfg.no_harm_floor == "better" and floor is not None else None
+            terms["no_harm"] = no_harm_loss(pred, sharp, blurred if floor is None else floor,
+                                            floor_input) * cfg.w_no_harm
         if cfg.w_no_harm_ssim > 0:
             if blurred is None:
                 raise ValueError("the SSIM harm term needs the degraded input")

@@ -222,6 +222,8 @@ def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
     mixed = better.clone()
     mixed[1] = 0.3                                  # crop 1 is 0.2 worse than its floor, crop 0 is better
     assert float(no_harm_loss(mixed, target, floor)) == pytest.approx(0.1)
+    blurred = torch.stack([torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.02)])   # crop 1 was sharp
+    assert float(no_harm_loss(better, target, floor, blurred)) == pytest.approx(0.015)  # (0 + 0.03) / 2
 
 
 def test_ssim_harm_charges_only_crops_whose_ssim_falls_below_their_inputs():
