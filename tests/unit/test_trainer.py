@@ -224,6 +224,9 @@ def test_no_harm_loss_charges_only_crops_made_worse_than_the_floor():
     assert float(no_harm_loss(mixed, target, floor)) == pytest.approx(0.1)
     blurred = torch.stack([torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.02)])   # crop 1 was sharp
     assert float(no_harm_loss(better, target, floor, blurred)) == pytest.approx(0.015)  # (0 + 0.03) / 2
+    from trainer.config import check_config, make_config
+    with pytest.raises(ValueError, match="no-harm floor"):
+        check_config(make_config("realistic", no_harm_floor="input"))
 
 
 def test_ssim_harm_charges_only_crops_whose_ssim_falls_below_their_inputs():
