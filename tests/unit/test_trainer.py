@@ -389,3 +389,12 @@ def test_flat_crops_are_the_flattest_candidate_and_uniform_crops_replay():
         rng = np.random.default_rng(s)
         assert crop_position(region, 64, np.random.default_rng(s), 0.0) == (int(rng.integers(0, 193)),
                                                                            int(rng.integers(0, 193)))
+
+
+def test_balanced_pixel_loss_weighs_each_crop_by_its_inputs_error():
+    from trainer.losses import balanced_pixel_loss
+    target = torch.zeros(2, 3, 8, 8)
+    blurred = torch.stack([torch.full((3, 8, 8), 0.2), torch.full((3, 8, 8), 0.02)])   # strong and mild blur
+    pred = blurred / 2                                   # each crop's error halved: both weigh alike
+    assert float(balanced_pixel_loss("l1", pred, target, blurred)) == pytest.approx(0.5)
+    assert float(balanced_pixel_loss("mse", pred, target, blurred)) == pytest.approx(0.25)
