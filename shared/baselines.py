@@ -24,8 +24,12 @@ def gaussian_psf(sigma: float) -> np.ndarray:
 
 def wiener_deconvolve(img: np.ndarray, sigma: float, balance: float) -> np.ndarray:
     """Non-blind Wiener deconvolution with the known Gaussian kernel, reflect-padded against edge ringing."""
-    psf = gaussian_psf(sigma)
-    pad = 2 * psf.shape[0]
+    return wiener_deconvolve_psf(img, gaussian_psf(sigma), balance)
+
+
+def wiener_deconvolve_psf(img: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
+    """Wiener deconvolution with the kernel ``psf`` (centred, odd sides), reflect-padded."""
+    pad = 2 * max(psf.shape)
     out = np.empty_like(img)
     for c in range(img.shape[2]):
         ch = np.pad(img[:, :, c].astype(np.float64), pad, mode="reflect")

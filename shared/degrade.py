@@ -143,6 +143,13 @@ def _uniform(rng: np.random.Generator, r: tuple[float, float]) -> float:
     return float(r[0]) if r[0] == r[1] else float(rng.uniform(r[0], r[1]))
 
 
+def draw_kernel(family: str, deg: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """The kernel of a defocus or shake family (or its Gaussian mixture) drawn from ``rng``, as ``blur`` draws it."""
+    if family.endswith("defocus"):
+        return disk_kernel(_uniform(rng, deg.defocus_radius))
+    return shake_kernel(_uniform(rng, deg.shake_length), rng)
+
+
 def blur(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[np.ndarray, float, str]:
     """The blur step alone: (blurred, equivalent σ, family drawn)."""
     family = deg.family
@@ -157,10 +164,7 @@ def blur(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[n
         lo, hi = deg.sigma
         sigma = lo + (hi - lo) * float(rng.random()) ** deg.sigma_skew if lo != hi else float(lo)
         return gaussian_blur(img, sigma), sigma, family
-    if family.endswith("defocus"):
-        kernel = disk_kernel(_uniform(rng, deg.defocus_radius))
-    else:
-        kernel = shake_kernel(_uniform(rng, deg.shake_length), rng)
+    kernel = draw_kernel(family, deg, rng)
     out = apply_kernel(img, kernel)
     var = kernel_sigma(kernel) ** 2
     if family.startswith("gaussian+"):

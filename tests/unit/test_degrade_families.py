@@ -9,7 +9,7 @@ import torch
 from shared import nets
 from shared.blur_estimate import estimate_noise
 from shared.degrade import (EVAL_FAMILIES, FAMILIES, REALISTIC, Degradation, blur, degrade, disk_kernel,
-                            jpeg_roundtrip, kernel_sigma, quantize8, sensor_noise, shake_kernel)
+                            draw_kernel, jpeg_roundtrip, kernel_sigma, quantize8, sensor_noise, shake_kernel)
 from shared.nets.wiener import fft_filter, fft_filter_bank, wiener_kernels
 from shared.quality_table import grain, tolerance
 
@@ -42,6 +42,16 @@ def test_every_family_blurs_and_reports_its_equivalent_sigma(photo):
     assert drawn == set(FAMILIES)                                          # the mixture draws every family
     with pytest.raises(ValueError, match="unknown blur family"):
         blur(photo, Degradation(family="motion"), rng)
+
+
+def test_draw_kernel_is_the_kernel_the_evaluation_blurs_with():
+    deg = EVAL_FAMILIES["shake 11 px"]
+    k = draw_kernel(deg.family, deg, np.random.default_rng(7))
+    impulse = np.zeros((64, 64, 3), np.float32)
+    impulse[32, 32] = 1.0
+    out = blur(impulse, deg, np.random.default_rng(7))[0][..., 0]     # the same seeded draw as degraded_set's
+    n = k.shape[0] // 2
+    assert np.allclose(out[32 - n:33 + n, 32 - n:33 + n], k, atol=1e-6) and out.sum() == pytest.approx(1.0, abs=1e-4)
 
 
 def test_sensor_noise_statistics():

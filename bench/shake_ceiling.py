@@ -1,0 +1,90 @@
+"""What a shake kernel would buy if it were read right: Wiener deconvolution of the tuning photos' shake family
+with each photo's own seeded kernel, with a line along that kernel's principal axis (its spread along and
+Gaussian across), with the anisotropic Gaussian of its covariance, and with the isotropic Gaussian of the
+blur estimator's σ̂ (blind Wiener). Each row at its best balance; the first three are oracles (bounds, not
+methods), the last is the baseline a learned kernel reader must clear.
+
+    python bench/shake_ceiling.py [--tune FOLDER] [--max-side 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.baselines import gaussian_psf, wiener_deconvolve_psf  # noqa: E402
+from shared.blur_estimate import estimate_blur  # noqa: E402
+from shared.degrade import EVAL_FAMILIES, draw_kernel  # noqa: E402
+from shared.evaluation import load_images  # noqa: E402
+from shared.quality_table import degraded_set, scores  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FAMILY = "shake 11 px"
+BALANCES = (3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def covariance(kernel: np.ndarray) -> np.ndarray:
+    """2 × 2 covariance (x, y) of a kernel's weights."""
+    k = kernel / kernel.sum()
+    yy, xx = np.mgrid[:k.shape[0], :k.shape[1]]
+    dx, dy = xx - (k * xx).sum(), yy - (k * yy).sum()
+    return np.array([[(k * dx * dx).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy * dy).sum()]])
+
+
+def line_kernel(cov: np.ndarray) -> np.ndarray:
+    """A straight line along ``cov``'s principal axis with its variance (length √(12 λ)), Gaussian across."""
+    (minor, major), axes = np.linalg.eigh(cov)
+    length, d = np.sqrt(12 * max(major, 1e-2)), axes[:, 1]
+    n = int(np.ceil(length / 2)) + 3
+    k = np.zeros((2 * n + 1, 2 * n + 1), np.float64)
+    for t in np.linspace(-length / 2, length / 2, 64):
+        x, y = n + t * d[0], n + t * d[1]
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        k[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
+    k = cv2.GaussianBlur(k, (0, 0), float(np.sqrt(max(minor, 0.05))))
+    return k / k.sum()
+
+
+def gaussian_kernel(cov: np.ndarray, n: int = 12) -> np.ndarray:
+    """The anisotropic Gaussian of covariance ``cov``, (2n + 1)² weights."""
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    p = np.linalg.inv(cov + 1e-2 * np.eye(2))
+    k = np.exp(-0.5 * (p[0, 0] * xx ** 2 + 2 * p[0, 1] * xx * yy + p[1, 1] * yy ** 2))
+    return k / k.sum()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
+    ap.add_argument("--max-side", type=int, default=1024)
+    args = ap.parse_args()
+    if not args.tune.is_dir():
+        sys.exit(f"{args.tune} not found: run `sharpen train fetch-photos --out data/photos` first")
+    images = load_images([args.tune], args.max_side)
+    deg = EVAL_FAMILIES[FAMILY]
+    inputs = degraded_set(images, deg)
+    sharp = [img for _, img in images]
+    kernels = [draw_kernel(deg.family, deg, np.random.default_rng(i)) for i in range(len(images))]
+    psfs = {
+        "the true trajectory": kernels,
+        "a line of its axis and spread": [line_kernel(covariance(k)) for k in kernels],
+        "the Gaussian of its covariance": [gaussian_kernel(covariance(k)) for k in kernels],
+        "blind Wiener (σ̂, isotropic)": [gaussian_psf(max(estimate_blur(x), 0.3)) for x in inputs],
+    }
+    print(f"{FAMILY}, {len(images)} photos of {args.tune.name}: input "
+          f"{np.mean([scores(x, s)[0] for x, s in zip(inputs, sharp)]):.4f} SSIM")
+    print(f"{'Wiener kernel':<34} " + " ".join(f"{b:>8.0e}" for b in BALANCES))
+    for name, ks in psfs.items():
+        row = [np.mean([scores(wiener_deconvolve_psf(x, k, b), s)[0] for x, k, s in zip(inputs, ks, sharp)])
+               for b in BALANCES]
+        print(f"{name:<34} " + " ".join(f"{v:8.4f}" for v in row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
