@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.baselines import gaussian_psf, wiener_deconvolve_psf  # noqa: E402
 from shared.blur_estimate import estimate_blur  # noqa: E402
-from shared.degrade import EVAL_FAMILIES, draw_kernel  # noqa: E402
+from shared.degrade import EVAL_FAMILIES, draw_kernel, kernel_covariance, path_kernel  # noqa: E402
 from shared.evaluation import load_images  # noqa: E402
 from shared.quality_table import degraded_set, scores  # noqa: E402
 
@@ -28,26 +28,12 @@ FAMILY = "shake 11 px"
 BALANCES = (3e-3, 1e-2, 3e-2, 1e-1)
 
 
-def covariance(kernel: np.ndarray) -> np.ndarray:
-    """2 × 2 covariance (x, y) of a kernel's weights."""
-    k = kernel / kernel.sum()
-    yy, xx = np.mgrid[:k.shape[0], :k.shape[1]]
-    dx, dy = xx - (k * xx).sum(), yy - (k * yy).sum()
-    return np.array([[(k * dx * dx).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy * dy).sum()]])
-
-
 def line_kernel(cov: np.ndarray) -> np.ndarray:
     """A straight line along ``cov``'s principal axis with its variance (length √(12 λ)), Gaussian across."""
     (minor, major), axes = np.linalg.eigh(cov)
-    length, d = np.sqrt(12 * max(major, 1e-2)), axes[:, 1]
-    n = int(np.ceil(length / 2)) + 3
-    k = np.zeros((2 * n + 1, 2 * n + 1), np.float64)
-    for t in np.linspace(-length / 2, length / 2, 64):
-        x, y = n + t * d[0], n + t * d[1]
-        x0, y0 = int(np.floor(x)), int(np.floor(y))
-        fx, fy = x - x0, y - y0
-        k[y0:y0 + 2, x0:x0 + 2] += np.array([[(1 - fx) * (1 - fy), fx * (1 - fy)], [(1 - fx) * fy, fx * fy]])
-    k = cv2.GaussianBlur(k, (0, 0), float(np.sqrt(max(minor, 0.05))))
+    length = np.sqrt(12 * max(major, 1e-2))
+    path = np.linspace(-length / 2, length / 2, 64)[:, None] * axes[:, 1]
+    k = cv2.GaussianBlur(path_kernel(path, int(np.ceil(length / 2)) + 3), (0, 0), float(np.sqrt(max(minor, 0.05))))
     return k / k.sum()
 
 
@@ -73,9 +59,9 @@ def main() -> None:
     kernels = [draw_kernel(deg.family, deg, np.random.default_rng(i)) for i in range(len(images))]
     psfs = {
         "the true trajectory": kernels,
-        "a line of its axis and spread": [line_kernel(covariance(k)) for k in kernels],
-        "the Gaussian of its covariance": [gaussian_kernel(covariance(k)) for k in kernels],
-        "blind Wiener (σ̂, isotropic)": [gaussian_psf(max(estimate_blur(x), 0.3)) for x in inputs],
+        "a line of its axis and spread": [line_kernel(kernel_covariance(k)) for k in kernels],
+        "the Gaussian of its covariance": [gaussian_kernel(kernel_covariance(k)) for k in kernels],
+        "blind Wiener (σ̂, isotropic)": [gaussian_psf(estimate_blur(x)) for x in inputs],
     }
     print(f"{FAMILY}, {len(images)} photos of {args.tune.name}: input "
           f"{np.mean([scores(x, s)[0] for x, s in zip(inputs, sharp)]):.4f} SSIM")

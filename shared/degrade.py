@@ -86,6 +86,13 @@ def shake_kernel(length: float, rng: np.random.Generator, points: int = 64) -> n
     seg = np.linalg.norm(np.diff(path, axis=0), axis=1).sum()
     path = (path - path.mean(0)) * (length / max(seg, 1e-9))
     n = int(math.ceil(np.abs(path).max())) + 1
+    k = path_kernel(path, n)
+    return (k / k.sum()).astype(np.float32)
+
+
+def path_kernel(path: np.ndarray, n: int) -> np.ndarray:
+    """A (2n + 1)² float64 kernel with the points ``path`` ((P, 2) x, y about the centre, |x|, |y| < n) drawn
+    in it with bilinear weights, one unit each (not normalised)."""
     k = np.zeros((2 * n + 1, 2 * n + 1), np.float64)
     for x, y in path + n:
         x0, y0 = int(math.floor(x)), int(math.floor(y))
@@ -94,16 +101,21 @@ def shake_kernel(length: float, rng: np.random.Generator, points: int = 64) -> n
         k[y0, x0 + 1] += fx * (1 - fy)
         k[y0 + 1, x0] += (1 - fx) * fy
         k[y0 + 1, x0 + 1] += fx * fy
-    return (k / k.sum()).astype(np.float32)
+    return k
+
+
+def kernel_covariance(kernel: np.ndarray) -> np.ndarray:
+    """2 × 2 covariance (x, y) of a blur kernel's weights about their centre."""
+    k = np.asarray(kernel, np.float64)
+    k = k / k.sum()
+    yy, xx = np.mgrid[:k.shape[0], :k.shape[1]]
+    dx, dy = xx - (k * xx).sum(), yy - (k * yy).sum()
+    return np.array([[(k * dx ** 2).sum(), (k * dx * dy).sum()], [(k * dx * dy).sum(), (k * dy ** 2).sum()]])
 
 
 def kernel_sigma(kernel: np.ndarray) -> float:
     """Equivalent Gaussian σ of a blur kernel: sqrt of the mean of its two axial variances."""
-    k = np.asarray(kernel, np.float64)
-    k = k / k.sum()
-    yy, xx = np.mgrid[:k.shape[0], :k.shape[1]]
-    my, mx = (k * yy).sum(), (k * xx).sum()
-    return float(math.sqrt(((k * (yy - my) ** 2).sum() + (k * (xx - mx) ** 2).sum()) / 2))
+    return float(math.sqrt(np.trace(kernel_covariance(kernel)) / 2))
 
 
 def apply_kernel(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
