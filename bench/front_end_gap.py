@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.baselines import wiener_deconvolve  # noqa: E402
 from shared.degrade import EVAL_FAMILIES  # noqa: E402
-from shared.evaluation import load_images  # noqa: E402
+from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.inference import load_model, sharpen_array  # noqa: E402
 from shared.quality_table import BALANCE_GRID, degraded_set, scores  # noqa: E402
 
@@ -43,8 +43,7 @@ def main() -> None:
     ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
     ap.add_argument("--max-side", type=int, default=1024)
     args = ap.parse_args()
-    if not args.tune.is_dir():
-        sys.exit(f"{args.tune} not found: run `sharpen train fetch-photos --out data/photos` first")
+    require_photo_folders(args.tune)
     model = load_model(args.model, "auto")
     if getattr(model.net, "front", None) is None:
         sys.exit(f"{args.model} has no Wiener front end")

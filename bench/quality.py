@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.degrade import EVAL_FAMILIES  # noqa: E402
-from shared.evaluation import load_images  # noqa: E402
+from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.inference import load_model, sharpen_array  # noqa: E402
 from shared.quality_table import baseline_methods, family_table, format_family_table, tune_baselines  # noqa: E402
 
@@ -48,9 +48,7 @@ def main() -> None:
     ap.add_argument("--tuned", type=Path, default=None,
                     help="reuse the baselines' tuned settings from this JSON file (written there when missing)")
     args = ap.parse_args()
-    for folder in (args.holdout, args.tune):
-        if not folder.is_dir():
-            sys.exit(f"{folder} not found: run `sharpen train fetch-photos --out data/photos` first")
+    require_photo_folders(args.holdout, args.tune)
     families = {k: EVAL_FAMILIES[k] for k in (args.family or EVAL_FAMILIES)}
     specs = dict(m.split("=", 1) for m in args.model) if args.model else MODELS
     models = {}

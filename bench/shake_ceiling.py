@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.baselines import gaussian_psf, wiener_deconvolve_psf  # noqa: E402
 from shared.blur_estimate import estimate_blur  # noqa: E402
 from shared.degrade import EVAL_FAMILIES, draw_kernel, kernel_covariance, path_kernel  # noqa: E402
-from shared.evaluation import load_images  # noqa: E402
+from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.quality_table import degraded_set, scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +50,7 @@ def main() -> None:
     ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
     ap.add_argument("--max-side", type=int, default=1024)
     args = ap.parse_args()
-    if not args.tune.is_dir():
-        sys.exit(f"{args.tune} not found: run `sharpen train fetch-photos --out data/photos` first")
+    require_photo_folders(args.tune)
     images = load_images([args.tune], args.max_side)
     deg = EVAL_FAMILIES[FAMILY]
     inputs = degraded_set(images, deg)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.blur_estimate import estimate_hint  # noqa: E402
 from shared.degrade import EVAL_FAMILIES  # noqa: E402
-from shared.evaluation import load_images  # noqa: E402
+from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.inference import load_model, sharpen_array  # noqa: E402
 from shared.nets.wiener import fft_filter_bank, wiener_kernels  # noqa: E402
 from shared.quality_table import degraded_set, scores, tolerance  # noqa: E402
@@ -56,8 +56,7 @@ def main() -> None:
     ap.add_argument("--p-gauss", type=float, default=0.8)
     ap.add_argument("--noise-max", type=float, default=0.35, help="fine noise reading, 1/255 units")
     args = ap.parse_args()
-    if not args.tune.is_dir():
-        sys.exit(f"{args.tune} not found: run `sharpen train fetch-photos --out data/photos` first")
+    require_photo_folders(args.tune)
     t0 = time.time()
     model = load_model(args.model, "cpu")
     unguarded = model.without_guard()

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.degrade import EVAL_FAMILIES  # noqa: E402
-from shared.evaluation import load_images  # noqa: E402
+from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.inference import load_model, sharpen_array  # noqa: E402
 from shared.quality_table import degraded_set, scores, tolerance  # noqa: E402
 
@@ -32,8 +32,7 @@ def main() -> None:
     ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
     ap.add_argument("--max-side", type=int, default=1024)
     args = ap.parse_args()
-    if not args.tune.is_dir():
-        sys.exit(f"{args.tune} not found: run `sharpen train fetch-photos --out data/photos` first")
+    require_photo_folders(args.tune)
     images = load_images([args.tune], args.max_side)
     models = {p: load_model(p, "auto") for p in args.models}
     sharp = [img for _, img in images]

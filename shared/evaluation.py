@@ -40,6 +40,13 @@ def fit_within(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
 
 
+def require_photo_folders(*folders: Path) -> None:
+    """For the bench scripts: exit, saying how to fetch the photos, unless every folder exists."""
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise SystemExit(f"{folder} not found: run `sharpen train fetch-photos --out data/photos` first")
+
+
 def load_images(folders: list[Path], max_side: int = 1024) -> list[tuple[str, np.ndarray]]:
     """(name, float32 RGB) for every image in ``folders``, downscaled (area) to ``max_side``."""
     out = []

@@ -71,3 +71,10 @@ def test_scores_in_bands_of_pixels_equal_the_whole_image_scores(photo):
     assert s == pytest.approx(1.0) and p > 100
     with pytest.raises(ValueError, match="shape mismatch"):
         score_in_bands(sharp, sharp[1:])
+
+
+def test_the_bench_scripts_say_how_to_fetch_missing_photos(tmp_path):
+    from shared.evaluation import require_photo_folders
+    require_photo_folders(tmp_path)                                    # an existing folder passes
+    with pytest.raises(SystemExit, match="sharpen train fetch-photos"):
+        require_photo_folders(tmp_path, tmp_path / "holdout_HR")
