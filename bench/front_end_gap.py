@@ -33,7 +33,7 @@ def front_end_alone(model, x: np.ndarray, hint: list[float]) -> np.ndarray:
     t = torch.from_numpy(x).permute(2, 0, 1)[None].to(model.device)
     h = torch.tensor([hint], device=model.device)
     with torch.inference_mode():
-        y = model.net.front(t, h[:, 0], h[:, 1], h[:, 2])
+        y = model.net.front(t, model.net.front_blur(h), h[:, 1], h[:, 2])
     return y[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 

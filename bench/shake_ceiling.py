@@ -2,9 +2,11 @@
 with each photo's own seeded kernel, with a line along that kernel's principal axis (its spread along and
 Gaussian across), with the anisotropic Gaussian of its covariance, and with the isotropic Gaussian of the
 blur estimator's σ̂ (blind Wiener). Each row at its best balance; the first three are oracles (bounds, not
-methods), the last is the baseline a learned kernel reader must clear.
+methods), blind Wiener is the baseline a learned kernel reader must clear. ``--covariance-reader FILE`` adds
+two blind rows: the Gaussian and the line of the covariance that reader reads, and ``--family`` measures
+another evaluation family (a reader must not lose on a Gaussian or a disk what it gains on a shake).
 
-    python bench/shake_ceiling.py [--tune FOLDER] [--max-side 1024]
+    python bench/shake_ceiling.py [--tune FOLDER] [--max-side 1024] [--covariance-reader FILE] [--family NAME]
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.baselines import gaussian_psf, wiener_deconvolve_psf  # noqa: E402
-from shared.blur_estimate import estimate_blur  # noqa: E402
+from shared.blur_estimate import estimate_blur, estimate_covariance, load_covariance_reader  # noqa: E402
 from shared.degrade import EVAL_FAMILIES, draw_kernel, kernel_covariance, path_kernel  # noqa: E402
 from shared.evaluation import load_images, require_photo_folders  # noqa: E402
 from shared.quality_table import degraded_set, scores  # noqa: E402
@@ -49,20 +51,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tune", type=Path, default=ROOT / "data" / "photos" / "DIV2K_valid_HR")
     ap.add_argument("--max-side", type=int, default=1024)
+    ap.add_argument("--covariance-reader", type=Path, default=None)
+    ap.add_argument("--family", default=FAMILY, choices=sorted(EVAL_FAMILIES))
     args = ap.parse_args()
     require_photo_folders(args.tune)
     images = load_images([args.tune], args.max_side)
-    deg = EVAL_FAMILIES[FAMILY]
+    deg = EVAL_FAMILIES[args.family]
     inputs = degraded_set(images, deg)
     sharp = [img for _, img in images]
-    kernels = [draw_kernel(deg.family, deg, np.random.default_rng(i)) for i in range(len(images))]
-    psfs = {
-        "the true trajectory": kernels,
-        "a line of its axis and spread": [line_kernel(kernel_covariance(k)) for k in kernels],
-        "the Gaussian of its covariance": [gaussian_kernel(kernel_covariance(k)) for k in kernels],
-        "blind Wiener (σ̂, isotropic)": [gaussian_psf(estimate_blur(x)) for x in inputs],
-    }
-    print(f"{FAMILY}, {len(images)} photos of {args.tune.name}: input "
+    psfs = {}
+    if deg.family in ("shake", "defocus"):
+        kernels = [draw_kernel(deg.family, deg, np.random.default_rng(i)) for i in range(len(images))]
+        psfs = {
+            "the true kernel": kernels,
+            "a line of its axis and spread": [line_kernel(kernel_covariance(k)) for k in kernels],
+            "the Gaussian of its covariance": [gaussian_kernel(kernel_covariance(k)) for k in kernels],
+        }
+    psfs["blind Wiener (σ̂, isotropic)"] = [gaussian_psf(estimate_blur(x)) for x in inputs]
+    if args.covariance_reader:
+        reader = load_covariance_reader(args.covariance_reader)
+        read = [estimate_covariance(x, reader) for x in inputs]
+        psfs["the Gaussian of the read covariance"] = [gaussian_kernel(c) for c in read]
+        psfs["a line of the read covariance"] = [line_kernel(c) for c in read]
+    print(f"{args.family}, {len(images)} photos of {args.tune.name}: input "
           f"{np.mean([scores(x, s)[0] for x, s in zip(inputs, sharp)]):.4f} SSIM")
     print(f"{'Wiener kernel':<34} " + " ".join(f"{b:>8.0e}" for b in BALANCES))
     for name, ks in psfs.items():

@@ -5,6 +5,8 @@
 #                                                     # from the bank student and distilled from it (CPU, ~15 min)
 #   STAGE=shape models/train-shipped.sh               # the shape reader and the lean student told the blur's
 #                                                     # shape, variants/s2d-wbank-shape-guarded.pt (CPU, ~40 min)
+#   STAGE=covariance models/train-shipped.sh          # the blur-covariance reader, models/blur-covariance.pt
+#                                                     # (CPU, ~53 min)
 #   STAGE=wbank models/train-shipped.sh               # that bank student, variants/s2d-wbank-guarded.pt (the
 #                                                     # default of 2026-12-01; CPU, ~40 min on 2 free cores)
 #   STAGE=wiener models/train-shipped.sh              # its parent, variants/s2d-wiener-guarded.pt (CPU, ~10 min)
@@ -66,6 +68,19 @@ if [ "$STAGE" = shape ]; then
   exit $?
 fi
 
+if [ "$STAGE" = covariance ]; then
+  # Session 16 (measured, not the default; models/README.md "Reading the blur's direction"): the blur-covariance
+  # reader (models/blur-covariance.pt), started as the shipped sigma estimator and trained in three runs on the
+  # 2-core CPU (~53 min): 1,500 steps of the realistic mixture, then 1,000 and 2,000 with more shakes.
+  COV="$TRAIN blur-estimator --data $DATA --degradation realistic --target covariance --workers 1"
+  $COV --out models/variants/blur-covariance-1500.pt --steps 1500 --init-from models/blur-estimator.pt --lr 1e-3 || exit 1
+  $COV --out models/variants/blur-covariance-s50.pt --steps 1000 --init-from models/variants/blur-covariance-1500.pt \
+    --lr 2e-3 --shake-share 0.5 || exit 1
+  $COV --out models/blur-covariance.pt --steps 2000 --init-from models/variants/blur-covariance-s50.pt --lr 2e-3 \
+    --shake-share 0.6 --seed 1 || exit 1
+  exit 0
+fi
+
 if [ "$STAGE" = wbank ]; then
   # models/variants/s2d-wbank-guarded.pt (the default of 2026-12-01, until session 9): the bank student (student-s2d-wbank) trained from the Wiener student above on every
   # blur family with noise and JPEG (--preset realistic: crop 192, batch 12, L1 + 0.2 (1 - SSIM) + the no-harm
@@ -116,7 +131,7 @@ if [ "$STAGE" = gpu ]; then
   exit 0
 fi
 
-[ "$STAGE" = legacy ] || { echo "STAGE must be default, shape, wbank, wiener, cpu-correction, gpu or legacy"; exit 2; }
+[ "$STAGE" = legacy ] || { echo "STAGE must be default, shape, covariance, wbank, wiener, cpu-correction, gpu or legacy"; exit 2; }
 # ---- legacy: the Gaussian-only models of 2026-11-26 -------------------------------------------------------
 # They were trained on the 21-photo set of commit 26d0f93 (17 train, 4 valid): fetch it with that commit's
 # trainer/photos.py. The estimator's crops were drawn from one random stream then (now one stream per crop).

@@ -17,12 +17,14 @@ import cv2
 import numpy as np
 import torch
 
-from .nets.blur_estimator import BlurEstimatorNet
+from .nets.blur_estimator import BlurCovarianceNet, BlurEstimatorNet, covariance_from_log
 from .shape_reader import read_shape
 from .weight_files import load_weights, save_weights
 
 ESTIMATOR_FORMAT = "sharpen-blur-estimator/1"
+COVARIANCE_FORMAT = "sharpen-blur-covariance/1"
 ESTIMATOR_PATH = Path(__file__).resolve().parent.parent / "models" / "blur-estimator.pt"
+COVARIANCE_PATH = ESTIMATOR_PATH.with_name("blur-covariance.pt")
 PRIOR_SIGMA = 1.5        # returned when the image has too few edges to read (flat, tiny)
 MIN_SIGMA, MAX_SIGMA = 0.3, 4.0   # the range the estimator was trained on
 REGION = 1024            # larger images are read on their central REGION x REGION pixels
@@ -39,6 +41,43 @@ def load_estimator(path: Path | str = ESTIMATOR_PATH) -> BlurEstimatorNet:
     """The estimator network from ``path``, on the CPU, in eval mode."""
     return load_weights(path, ESTIMATOR_FORMAT, BlurEstimatorNet(), "blur estimator",
                         "train them with `sharpen train blur-estimator`")
+
+
+def save_covariance_reader(path: Path, net: BlurCovarianceNet, meta: dict) -> None:
+    save_weights(path, COVARIANCE_FORMAT, net, meta)
+
+
+def load_covariance_reader(path: Path | str) -> BlurCovarianceNet:
+    """The blur-covariance reader in ``path`` (``sharpen train blur-estimator --target covariance``)."""
+    return load_weights(path, COVARIANCE_FORMAT, BlurCovarianceNet(), "blur-covariance reader",
+                        "train them with `sharpen train blur-estimator --target covariance`")
+
+
+@functools.cache
+def _shipped_covariance(device: str) -> BlurCovarianceNet:
+    return load_covariance_reader(COVARIANCE_PATH).to(device)
+
+
+def _read_covariance(net: BlurCovarianceNet, region: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 2): the covariances ``net`` reads on gray regions (N, 1, h, w), eigenvalues kept in
+    [MIN_SIGMA², MAX_SIGMA²]."""
+    vals, vecs = torch.linalg.eigh(covariance_from_log(net(region).double()))
+    vals = vals.clamp(MIN_SIGMA ** 2, MAX_SIGMA ** 2)
+    return (vecs @ torch.diag_embed(vals) @ vecs.transpose(-1, -2)).float()
+
+
+@torch.inference_mode()
+def estimate_covariance(rgb, net: BlurCovarianceNet | None = None) -> np.ndarray:
+    """The blur kernel's 2 × 2 covariance (x, y; pixels²) of a float HWC RGB or HW gray image in [0, 1], read
+    by ``net`` (or the shipped reader, ``models/blur-covariance.pt``) on its central region. An image with too
+    few edges reads PRIOR_SIGMA² I."""
+    gray = central_gray(rgb)
+    region = central_region(gray)
+    if min(gray.shape) < _MIN_SIDE or not _has_edges(region):
+        return PRIOR_SIGMA ** 2 * np.eye(2)
+    net = net or _shipped_covariance("cpu")
+    x = torch.from_numpy(region)[None, None].to(next(net.parameters()).device)
+    return _read_covariance(net, x)[0].double().cpu().numpy()
 
 
 @functools.cache
@@ -149,9 +188,10 @@ def estimate_noise(rgb) -> tuple[float, float]:
 def estimate_hint(rgb, size: int, device: torch.device | str = "cpu",
                   net: BlurEstimatorNet | None = None) -> list[float]:
     """What a hinted network is told about a float HWC RGB image: [σ] (size 1), [σ, noise fine, noise
-    coarse] (size 3), or those and the probabilities that the blur is Gaussian, defocus or shake (size 6:
-    ``shared.shape_reader``). A tensor is read on its own device (``hints_on_device``), numpy on the host with
-    the estimator (``net``, or the shipped one) on ``device``."""
+    coarse] (size 3), those and the probabilities that the blur is Gaussian, defocus or shake (size 6:
+    ``shared.shape_reader``), and the blur's covariance cxx, cxy, cyy (size 9: ``estimate_covariance``). A
+    tensor is read on its own device (``hints_on_device``), numpy on the host with the estimator (``net``, or
+    the shipped one) on ``device``."""
     if torch.is_tensor(rgb):
         return hints_on_device(central_gray_tensor(rgb)[None], size, net)[0].tolist()
     gray = central_gray(rgb)
@@ -159,8 +199,11 @@ def estimate_hint(rgb, size: int, device: torch.device | str = "cpu",
     if size == 1:
         return [sigma]
     hint = [sigma, *estimate_noise(gray)]
-    if size == 6:
+    if size >= 6:
         hint += _shape(torch.from_numpy(gray)[None], torch.tensor([hint]))[0].tolist()
+    if size == 9:
+        cov = estimate_covariance(gray)
+        hint += [float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])]
     return hint
 
 
@@ -263,4 +306,26 @@ def hints_on_device(gray: torch.Tensor, size: int, net: BlurEstimatorNet | None 
     if size == 1:
         return sigma
     hint = torch.cat([sigma, noise_on_device(gray)], dim=1)
-    return torch.cat([hint, _shape(gray, hint)], dim=1) if size == 6 else hint
+    if size >= 6:
+        hint = torch.cat([hint, _shape(gray, hint)], dim=1)
+    if size == 9:
+        cov = covariance_on_device(gray)
+        hint = torch.cat([hint, cov[:, 0], cov[:, 1, 1:]], dim=1)
+    return hint
+
+
+@torch.inference_mode()
+def covariance_on_device(gray: torch.Tensor, net: BlurCovarianceNet | None = None) -> torch.Tensor:
+    """(N, 2, 2): ``estimate_covariance`` of N gray central regions (N, h, w), on their device."""
+    gray = gray.float()
+    n, h, w = gray.shape
+    prior = torch.eye(2, device=gray.device).expand(n, 2, 2) * PRIOR_SIGMA ** 2
+    if min(h, w) < _MIN_SIDE:
+        return prior.clone()
+    m = BlurEstimatorNet.multiple
+    th, tw = min(h, REGION) // m * m, min(w, REGION) // m * m
+    y, x = (h - th) // 2, (w - tw) // 2
+    region = gray[:, y:y + th, x:x + tw]
+    edges = (_sobel2(region, pad=True) >= 0.05 ** 2).flatten(1).sum(1) >= _MIN_EDGES
+    cov = _read_covariance(net or _shipped_covariance(str(gray.device)), region[:, None])
+    return torch.where(edges[:, None, None], cov, prior)

@@ -164,6 +164,14 @@ def draw_kernel(family: str, deg: Degradation, rng: np.random.Generator) -> np.n
 
 def blur(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[np.ndarray, float, str]:
     """The blur step alone: (blurred, equivalent σ, family drawn)."""
+    out, sigma, _cov, family = blur_with_covariance(img, deg, rng)
+    return out, sigma, family
+
+
+def blur_with_covariance(img: np.ndarray, deg: Degradation,
+                         rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray, str]:
+    """``blur``, also returning the blur kernel's 2 × 2 covariance (x, y): what the blur-covariance reader
+    (``shared.blur_estimate.estimate_covariance``) learns to read. σ² I for a Gaussian, 0 for clean."""
     family = deg.family
     if family == "mixed":
         names = list(MIXED)
@@ -171,32 +179,41 @@ def blur(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[n
     if family not in FAMILIES:
         raise ValueError(f"unknown blur family {family!r}; choose one of: {', '.join(FAMILIES)}, mixed")
     if family == "clean":
-        return img.copy(), 0.0, family
+        return img.copy(), 0.0, np.zeros((2, 2)), family
     if family == "gaussian":
         lo, hi = deg.sigma
         sigma = lo + (hi - lo) * float(rng.random()) ** deg.sigma_skew if lo != hi else float(lo)
-        return gaussian_blur(img, sigma), sigma, family
+        return gaussian_blur(img, sigma), sigma, sigma * sigma * np.eye(2), family
     kernel = draw_kernel(family, deg, rng)
     out = apply_kernel(img, kernel)
     var = kernel_sigma(kernel) ** 2
+    cov = kernel_covariance(kernel)
     if family.startswith("gaussian+"):
         s = _uniform(rng, deg.mix_sigma)
         out = gaussian_blur(out, s)
         var += s * s
-    return out, math.sqrt(var), family
+        cov = cov + s * s * np.eye(2)
+    return out, math.sqrt(var), cov, family
 
 
 def degrade(img: np.ndarray, deg: Degradation, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Apply one random draw of ``deg`` to a float32 HWC image in [0,1]. Returns (degraded, equivalent σ)."""
+    out, sigma, _cov = degrade_with_covariance(img, deg, rng)
+    return out, sigma
+
+
+def degrade_with_covariance(img: np.ndarray, deg: Degradation,
+                            rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+    """``degrade``, also returning the blur kernel's covariance (``blur_with_covariance``)."""
     img = np.ascontiguousarray(img, dtype=np.float32)
-    out, sigma, _family = blur(img, deg, rng)
+    out, sigma, cov, _family = blur_with_covariance(img, deg, rng)
     if deg.noise_prob > 0 and rng.random() < deg.noise_prob:
         out = sensor_noise(out, _uniform(rng, deg.shot), _uniform(rng, deg.noise), rng)
     if deg.jpeg_prob > 0 and rng.random() < deg.jpeg_prob:
         out = jpeg_roundtrip(out, int(rng.integers(deg.jpeg[0], deg.jpeg[1] + 1)))
     elif deg.quantize:
         out = quantize8(out)
-    return np.clip(out, 0.0, 1.0).astype(np.float32), sigma
+    return np.clip(out, 0.0, 1.0).astype(np.float32), sigma, cov
 
 
 # The distribution the shipped models are trained on (``--degradation realistic``): every family, σ up to

@@ -103,7 +103,7 @@ def fits_whole(model: "LoadedModel", images: int, height: int, width: int, budge
 def _dummy_hints(model: "LoadedModel", n: int) -> torch.Tensor | None:
     if not model.uses_hint:
         return None
-    return torch.tensor([[1.5, 0.002, 0.002, 0.25, 0.25, 0.25][:model.hint_size]] * n, device=model.device)
+    return torch.tensor([[1.5, 0.002, 0.002, 0.25, 0.25, 0.25, 2.25, 0.0, 2.25][:model.hint_size]] * n, device=model.device)
 
 
 def choose_tile(model: "LoadedModel", images: int, height: int, width: int,

@@ -137,14 +137,22 @@ def fetch_photos(out, max_side, no_debian, cache):
 @click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (one cycle).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this estimator's weights (e.g. models/blur-estimator.pt).")
-def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, workers, lr, init_from):
+@click.option("--target", type=click.Choice(["sigma", "covariance"]), default="sigma", show_default=True,
+              help="covariance: read the blur kernel's 2 x 2 covariance (its direction too: camera shake), "
+                   "with --degradation realistic; --init-from a σ estimator starts it as that estimator.")
+@click.option("--shake-share", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="With --degradation realistic: the chance a crop is blurred by a camera shake instead of a draw "
+                   "of the whole mixture (more directions for a covariance reader to learn from).")
+def train_blur_estimator(data, out, steps, batch_size, crop, seed, degradation, workers, lr, init_from, target,
+                         shake_share):
     """Train the network that reads an image's blur σ (the hinted students' hint)."""
     from tqdm import tqdm
 
     from trainer.blur_estimator import EstimatorConfig, train_blur_estimator as run
 
     cfg = EstimatorConfig(steps=steps, batch_size=batch_size, crop=crop, seed=seed, degradation=degradation,
-                          workers=workers, lr=lr, init_from=init_from)
+                          workers=workers, lr=lr, init_from=init_from, target=target,
+                          shake_share=shake_share)
     with tqdm(total=steps, desc="blur estimator", unit="step") as bar:
         def progress(step, loss):
             bar.update(1)

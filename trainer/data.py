@@ -86,7 +86,7 @@ class CropDataset(Dataset):
         """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
         contains it (at least ``SHAPE_REGION`` pixels for a student told the blur's shape, which is read from
         the whole region as from a whole photo), so the crop's borders see real neighbours. The hint has three
-        numbers (six for a shape-hinted student): σ — the true (equivalent) σ times exp(N(0, hint_jitter²)) (at
+        numbers (six for a shape-hinted student, nine told the covariance too): σ — the true (equivalent) σ times exp(N(0, hint_jitter²)) (at
         inference σ is read by ``shared.blur_estimate``, which errs by about that much on Gaussian blur), or with
         ``hint_source="estimate"`` that reader's own reading of the degraded region — and, for networks told
         three or six numbers, the noise readings of ``estimate_noise`` on the degraded region, as at inference,
@@ -94,7 +94,7 @@ class CropDataset(Dataset):
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         img = self.images[index % len(self.images)]
         c = self.cfg.crop
-        side = max(2 * c, SHAPE_REGION) if self.hint_size == 6 else 2 * c
+        side = max(2 * c, SHAPE_REGION) if self.hint_size >= 6 else 2 * c
         rh, rw = min(side, img.shape[0]), min(side, img.shape[1])
         y = int(rng.integers(0, img.shape[0] - rh + 1))
         x = int(rng.integers(0, img.shape[1] - rw + 1))
@@ -105,8 +105,8 @@ class CropDataset(Dataset):
         blurred, sigma = degrade(region, self.deg, rng)
         hint = [0.0] * max(3, self.hint_size)
         estimator = cached_estimator(self.cfg.blur_estimator)
-        if self.hint_size == 6:   # σ̂, the noise, and the shape read from them and the region, as at inference
-            hint = estimate_hint(blurred, 6, net=estimator)
+        if self.hint_size >= 6:   # σ̂, the noise, the shape (and covariance) read from the region, as at inference
+            hint = estimate_hint(blurred, self.hint_size, net=estimator)
         elif self.hint_size and self.cfg.hint_source == "estimate":
             hint[0] = estimate_blur(blurred, estimator)
         if self.hint_size and self.cfg.hint_source != "estimate":

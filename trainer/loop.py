@@ -240,7 +240,8 @@ def _floor(net: torch.nn.Module, x: torch.Tensor, hint: torch.Tensor, device: to
     if front is None:
         return x
     h = hint.to(device, non_blocking=True)
-    return front(x, h[:, 0], h[:, 1], h[:, 2])
+    blur = net.front_blur(h) if hasattr(net, "front_blur") else h[:, 0]
+    return front(x, blur, h[:, 1], h[:, 2])
 
 
 def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) -> None:
@@ -271,15 +272,16 @@ def _load_start(net: torch.nn.Module, cfg: TrainConfig, dataset: CropDataset) ->
 
 def record_provenance(run_dir: Path, cfg: TrainConfig, resume: bool) -> dict:
     """Write (or, on resume, extend) ``provenance.json`` (``provenance``): the parents are ``init_from``,
-    ``teacher``, the ``blur_estimator`` and the ``shape_reader`` that read the crops; the data manifests are
-    those ``sharpen train fetch-photos`` writes. Model files carry it."""
+    ``teacher``, the ``blur_estimator``, ``shape_reader`` and ``covariance_reader`` that read the crops; the data
+    manifests are those ``sharpen train fetch-photos`` writes. Model files carry it."""
     path = run_dir / PROVENANCE
     if resume and path.exists():
         prov = json.loads(path.read_text())
         prov.setdefault("resumed_with", []).append(_command())
     else:
         prov = provenance({"init_from": cfg.init_from, "teacher": cfg.teacher,
-                           "blur_estimator": _crop_estimator(cfg), "shape_reader": _crop_shape_reader(cfg)}, cfg.data)
+                           "blur_estimator": _crop_estimator(cfg), "shape_reader": _crop_shape_reader(cfg),
+                           "covariance_reader": _crop_covariance_reader(cfg)}, cfg.data)
     path.write_text(json.dumps(prov, indent=1))
     return prov
 
@@ -299,7 +301,7 @@ def _command() -> str:
 
 def _crop_estimator(cfg: TrainConfig) -> str | None:
     """The estimator file that reads the training crops (recorded as a parent), if the run asks it."""
-    if (cfg.hint_source != "estimate" or not hint_size(cfg.arch)) and hint_size(cfg.arch) != 6:
+    if (cfg.hint_source != "estimate" or not hint_size(cfg.arch)) and hint_size(cfg.arch) < 6:
         return None   # (a shape-hinted student's crops are always read: the shape reader is told σ̂)
     from shared.blur_estimate import ESTIMATOR_PATH
 
@@ -308,11 +310,20 @@ def _crop_estimator(cfg: TrainConfig) -> str | None:
 
 def _crop_shape_reader(cfg: TrainConfig) -> str | None:
     """The shape reader file that read the training crops (recorded as a parent), for a shape-hinted network."""
-    if hint_size(cfg.arch) != 6:
+    if hint_size(cfg.arch) < 6:
         return None
     from shared.shape_reader import READER_PATH
 
     return str(READER_PATH)
+
+
+def _crop_covariance_reader(cfg: TrainConfig) -> str | None:
+    """The blur-covariance reader file that read the training crops (a parent), for a covariance-hinted network."""
+    if hint_size(cfg.arch) != 9:
+        return None
+    from shared.blur_estimate import COVARIANCE_PATH
+
+    return str(COVARIANCE_PATH)
 
 
 def git_commit() -> str | None:

@@ -39,6 +39,11 @@ STUDENTS: dict[str, StudentSpec] = {
     # shape start at zero, so it starts as the lean student it extends
     "student-s2d-wbank-shape": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True, widths=(64, 32, 32),
                                            bank_filters=(2, 3), shape_hint=True),
+    # student-s2d-wbank-shape whose front end deconvolves with the anisotropic Gaussian of the blur's read
+    # covariance (``shared.blur_estimate.estimate_covariance``): the same weights, another front-end kernel
+    "student-s2d-wbank-shape-cov": StudentSpec(residual=True, unshuffle=2, wiener=True, bank=True,
+                                               widths=(64, 32, 32), bank_filters=(2, 3), shape_hint=True,
+                                               covariance=True),
 }
 assert tuple(STUDENTS) == STUDENT_NAMES, "shared/architectures.py lists the students by name, in this order"
 assert {n for n, spec in STUDENTS.items() if spec.wiener} | {"teacher-wiener"} == set(WIENER_FRONT_END) \

@@ -42,6 +42,10 @@ class StudentSpec:
     shape_hint: bool = False         # with ``wiener``: also told the probabilities that the blur is Gaussian,
                                      # defocus or shake (``shared.shape_reader``), so it need not hedge between
                                      # their corrections
+    covariance: bool = False         # with ``shape_hint``: the front end and its bank deconvolve with the
+                                     # anisotropic Gaussian of the blur's covariance read by
+                                     # ``shared.blur_estimate.estimate_covariance`` (a shake has a direction)
+                                     # instead of the isotropic one of σ̂; hint entries 6-8: cxx, cxy, cyy
 
     @property
     def directions(self) -> int:
@@ -55,9 +59,11 @@ class StudentSpec:
 
     @property
     def hint_size(self) -> int:
-        """Numbers per image the student is told: 0, 1 (σ), 3 (σ and two noise readings) or 6 (and the blur's
-        shape)."""
-        return (6 if self.shape_hint else 3) if self.wiener else int(self.blur_hint)
+        """Numbers per image the student is told: 0, 1 (σ), 3 (σ and two noise readings), 6 (and the blur's
+        shape) or 9 (and the blur's covariance)."""
+        if not self.wiener:
+            return int(self.blur_hint)
+        return 9 if self.covariance else 6 if self.shape_hint else 3
 
 
 class FourConvStudent(nn.Module):
@@ -109,6 +115,10 @@ class FourConvStudent(nn.Module):
     def hint_size(self) -> int:
         return self.spec.hint_size
 
+    def front_blur(self, hint: torch.Tensor) -> torch.Tensor:
+        """What the Wiener front end deconvolves from hints (N, k): σ̂ (N,), or the covariance (N, 2, 2)."""
+        return covariance_hint(hint) if self.spec.covariance else hint[:, 0]
+
     def _features(self, hint: torch.Tensor) -> torch.Tensor:
         h = hint.reshape(hint.shape[0], -1).float()
         s = h[:, :1] - 1.5
@@ -121,7 +131,8 @@ class FourConvStudent(nn.Module):
 
     def forward(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
         """``hint``: what was estimated for each image of the batch, shape (N,) (σ), (N, 3) (σ, noise fine,
-        noise coarse) or (N, 6) (and the blur's shape); needed by hinted students (``hint_size`` > 0)."""
+        noise coarse), (N, 6) (and the blur's shape) or (N, 9) (and its covariance); needed by hinted students
+        (``hint_size`` > 0)."""
         r = self.spec.unshuffle
         if self.hint is not None and hint is None:
             raise ValueError("this student needs the blur estimate of its input (hint=...)")
@@ -129,11 +140,12 @@ class FourConvStudent(nn.Module):
         bank = None
         if self.front is not None:
             h = hint.reshape(hint.shape[0], -1)
+            blur = self.front_blur(h)
             last = self.body[-1]
             zero = not self.training and not last.weight.any() and not last.bias.any()
             if self.spec.bank and not zero:
                 # the bank's filters on the three channels, or on luma only (``bank_luma``): one image each
-                filters = self.front.bank_filters(x, h[:, 0], h[:, 1], h[:, 2], on_luma=self.spec.bank_luma,
+                filters = self.front.bank_filters(x, blur, h[:, 1], h[:, 2], on_luma=self.spec.bank_luma,
                                                   bank=self.spec.bank_scales)
                 if torch.is_grad_enabled():
                     base = next(filters)
@@ -144,7 +156,7 @@ class FourConvStudent(nn.Module):
                     base = next(filters)
                     bank = (filters, x)
             else:
-                base = self.front(x, h[:, 0], h[:, 1], h[:, 2])
+                base = self.front(x, blur, h[:, 1], h[:, 2])
             if zero:
                 return base  # a zero correction (the untrained or zero-correction student): skip the convolutions
             x = torch.cat([x, base], dim=1)
@@ -205,6 +217,12 @@ class FourConvStudent(nn.Module):
                 if record is not None:
                     record.append(y)
         return y
+
+
+def covariance_hint(hint: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 2): the blur covariance [[cxx, cxy], [cxy, cyy]] of hints (N, 9)."""
+    cxx, cxy, cyy = hint[:, 6].float(), hint[:, 7].float(), hint[:, 8].float()
+    return torch.stack([torch.stack([cxx, cxy], -1), torch.stack([cxy, cyy], -1)], -2)
 
 
 def _full_resolution_weight(weight: torch.Tensor, r: int) -> torch.Tensor:
