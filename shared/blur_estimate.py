@@ -71,9 +71,8 @@ def estimate_covariance(rgb, net: BlurCovarianceNet | None = None) -> np.ndarray
     """The blur kernel's 2 × 2 covariance (x, y; pixels²) of a float HWC RGB or HW gray image in [0, 1], read
     by ``net`` (or the shipped reader, ``models/blur-covariance.pt``) on its central region. An image with too
     few edges reads PRIOR_SIGMA² I."""
-    gray = central_gray(rgb)
-    region = central_region(gray)
-    if min(gray.shape) < _MIN_SIDE or not _has_edges(region):
+    region = _readable_region(central_gray(rgb))
+    if region is None:
         return PRIOR_SIGMA ** 2 * np.eye(2)
     net = net or _shipped_covariance("cpu")
     x = torch.from_numpy(region)[None, None].to(next(net.parameters()).device)
@@ -146,6 +145,15 @@ def _has_edges(gray: np.ndarray) -> bool:
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     return int(np.count_nonzero(gx * gx + gy * gy >= 0.05 ** 2)) >= _MIN_EDGES
+
+
+def _readable_region(gray: np.ndarray) -> np.ndarray | None:
+    """The estimators' input from a gray central region: its ``central_region``, or None when it is too small
+    or has too few edges to read a blur from (the estimates are then the prior)."""
+    if min(gray.shape) < _MIN_SIDE:
+        return None
+    region = central_region(gray)
+    return region if _has_edges(region) else None
 
 
 _LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -221,11 +229,8 @@ def estimate_blur(rgb, net: BlurEstimatorNet | None = None, device: torch.device
     pass ``net``."""
     if torch.is_tensor(rgb):
         return float(blur_on_device(central_gray_tensor(rgb)[None], net)[0])
-    gray = central_gray(rgb)
-    if min(gray.shape) < _MIN_SIDE:
-        return PRIOR_SIGMA
-    region = central_region(gray)
-    if not _has_edges(region):
+    region = _readable_region(central_gray(rgb))
+    if region is None:
         return PRIOR_SIGMA
     net = net or _shipped(str(device))
     x = torch.from_numpy(region)[None, None].to(next(net.parameters()).device)
@@ -281,19 +286,25 @@ def noise_on_device(gray: torch.Tensor) -> torch.Tensor:
     return torch.stack([fine, 2 * _noise_at_t(half)], dim=1)
 
 
+def _region_on_device(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimators' input from N gray central regions (N, h, w) of at least ``_MIN_SIDE`` pixels: the
+    central part cut as ``central_region`` cuts it (N, h', w'), and whether each has enough edges to read (N,)."""
+    m = BlurEstimatorNet.multiple
+    h, w = gray.shape[1:]
+    th, tw = min(h, REGION) // m * m, min(w, REGION) // m * m
+    y, x = (h - th) // 2, (w - tw) // 2
+    region = gray[:, y:y + th, x:x + tw]
+    return region, (_sobel2(region, pad=True) >= 0.05 ** 2).flatten(1).sum(1) >= _MIN_EDGES
+
+
 @torch.inference_mode()
 def blur_on_device(gray: torch.Tensor, net: BlurEstimatorNet | None = None) -> torch.Tensor:
     """(N,): ``estimate_blur`` of N gray central regions (N, h, w), on their device (the shipped estimator is
     loaded there once)."""
     gray = gray.float()
-    n, h, w = gray.shape
-    if min(h, w) < _MIN_SIDE:
-        return gray.new_full((n,), PRIOR_SIGMA)
-    m = BlurEstimatorNet.multiple
-    th, tw = min(h, REGION) // m * m, min(w, REGION) // m * m
-    y, x = (h - th) // 2, (w - tw) // 2
-    region = gray[:, y:y + th, x:x + tw]
-    edges = (_sobel2(region, pad=True) >= 0.05 ** 2).flatten(1).sum(1) >= _MIN_EDGES
+    if min(gray.shape[1:]) < _MIN_SIDE:
+        return gray.new_full((gray.shape[0],), PRIOR_SIGMA)
+    region, edges = _region_on_device(gray)
     net = net or _shipped(str(gray.device))
     sigma = net(region[:, None].contiguous(memory_format=torch.channels_last)).exp().clamp(MIN_SIGMA, MAX_SIGMA)
     return torch.where(edges, sigma.float(), torch.full_like(sigma.float(), PRIOR_SIGMA))
@@ -318,14 +329,9 @@ def hints_on_device(gray: torch.Tensor, size: int, net: BlurEstimatorNet | None 
 def covariance_on_device(gray: torch.Tensor, net: BlurCovarianceNet | None = None) -> torch.Tensor:
     """(N, 2, 2): ``estimate_covariance`` of N gray central regions (N, h, w), on their device."""
     gray = gray.float()
-    n, h, w = gray.shape
-    prior = torch.eye(2, device=gray.device).expand(n, 2, 2) * PRIOR_SIGMA ** 2
-    if min(h, w) < _MIN_SIDE:
+    prior = torch.eye(2, device=gray.device).expand(gray.shape[0], 2, 2) * PRIOR_SIGMA ** 2
+    if min(gray.shape[1:]) < _MIN_SIDE:
         return prior.clone()
-    m = BlurEstimatorNet.multiple
-    th, tw = min(h, REGION) // m * m, min(w, REGION) // m * m
-    y, x = (h - th) // 2, (w - tw) // 2
-    region = gray[:, y:y + th, x:x + tw]
-    edges = (_sobel2(region, pad=True) >= 0.05 ** 2).flatten(1).sum(1) >= _MIN_EDGES
+    region, edges = _region_on_device(gray)
     cov = _read_covariance(net or _shipped_covariance(str(gray.device)), region[:, None])
     return torch.where(edges[:, None, None], cov, prior)

@@ -103,7 +103,8 @@ def fits_whole(model: "LoadedModel", images: int, height: int, width: int, budge
 def _dummy_hints(model: "LoadedModel", n: int) -> torch.Tensor | None:
     if not model.uses_hint:
         return None
-    return torch.tensor([[1.5, 0.002, 0.002, 0.25, 0.25, 0.25, 2.25, 0.0, 2.25][:model.hint_size]] * n, device=model.device)
+    typical = [1.5, 0.002, 0.002, 0.25, 0.25, 0.25, 2.25, 0.0, 2.25]   # σ, noise, shape, covariance
+    return torch.tensor([typical[:model.hint_size]] * n, device=model.device)
 
 
 def choose_tile(model: "LoadedModel", images: int, height: int, width: int,

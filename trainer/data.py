@@ -86,9 +86,10 @@ class CropDataset(Dataset):
         """(blurred crop, sharp crop, σ, hint). The blur is applied to a region twice the crop's size that
         contains it (at least ``SHAPE_REGION`` pixels for a student told the blur's shape, which is read from
         the whole region as from a whole photo), so the crop's borders see real neighbours. The hint has three
-        numbers (six for a shape-hinted student, nine told the covariance too): σ — the true (equivalent) σ times exp(N(0, hint_jitter²)) (at
-        inference σ is read by ``shared.blur_estimate``, which errs by about that much on Gaussian blur), or with
-        ``hint_source="estimate"`` that reader's own reading of the degraded region — and, for networks told
+        numbers (six for a shape-hinted student, nine told the covariance too): σ — the true (equivalent) σ
+        times exp(N(0, hint_jitter²)) (at inference σ is read by ``shared.blur_estimate``, which errs by about
+        that much on Gaussian blur), or with ``hint_source="estimate"`` that reader's own reading of the degraded
+        region — and, for networks told
         three or six numbers, the noise readings of ``estimate_noise`` on the degraded region, as at inference,
         then the shape read by ``shared.shape_reader``. Unused ones are 0."""
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])

@@ -25,8 +25,7 @@ def prunable(net: FourConvStudent, source: FourConvStudent) -> bool:
 def hidden_activations(net: FourConvStudent, x: torch.Tensor, hint: torch.Tensor) -> list[torch.Tensor]:
     """The rectified outputs of ``net``'s three hidden layers on a batch ``x`` (N, 3, H, W) told ``hint``."""
     if net.front is not None:
-        h = hint[:, :3]
-        x = torch.cat([x, net.front(x, net.front_blur(h), h[:, 1], h[:, 2])], dim=1)
+        x = torch.cat([x, net.front(x, net.front_blur(hint), hint[:, 1], hint[:, 2])], dim=1)
     feats = None if net.hint is None else net._features(hint[:, : net.hint_size])
     record: list[torch.Tensor] = []
     net._convolutions(x, feats, record=record)

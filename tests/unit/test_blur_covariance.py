@@ -62,7 +62,8 @@ def test_the_anisotropic_front_end_deconvolves_a_directional_blur(photo):
     t = torch.from_numpy(line_blur(sharp, 11, 0)).permute(2, 0, 1)[None]
     line = torch.tensor([[[121 / 12, 0.0], [0.0, 0.1]]])
     err = {}
-    for name, c in {"line": line, "isotropic": torch.eye(2)[None] * float(line.diagonal(dim1=1, dim2=2).mean())}.items():
+    round_ = torch.eye(2)[None] * float(line.diagonal(dim1=1, dim2=2).mean())   # the same σ, no direction
+    for name, c in {"line": line, "isotropic": round_}.items():
         y = fft_filter(t, wiener_kernels(c, torch.tensor([3e-3])), axis_symmetric=False)[0].permute(1, 2, 0).numpy()
         err[name] = float(np.abs(y - sharp)[40:-40, 40:-40].mean())
     assert err["line"] < 0.8 * err["isotropic"]
